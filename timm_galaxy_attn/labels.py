@@ -1,0 +1,67 @@
+"""Class names of the supported datasets: the one place they are written down.
+
+Galaxy10 DECaLS and Galaxy10 SDSS are the astroNN datasets of Leung & Bovy (labels from Galaxy Zoo);
+``gz1_sdss`` is the small real SDSS sample with Galaxy Zoo 1 majority labels kept in
+``../shared/data/gz1_sdss`` (see its README).
+"""
+
+from __future__ import annotations
+
+GALAXY10_DECALS_CLASSES: tuple[str, ...] = (
+    "Disturbed",
+    "Merging",
+    "Round Smooth",
+    "In-between Round Smooth",
+    "Cigar Shaped Smooth",
+    "Barred Spiral",
+    "Unbarred Tight Spiral",
+    "Unbarred Loose Spiral",
+    "Edge-on without Bulge",
+    "Edge-on with Bulge",
+)
+
+GALAXY10_SDSS_CLASSES: tuple[str, ...] = (
+    "Disk, Face-on, No Spiral",
+    "Smooth, Completely round",
+    "Smooth, in-between round",
+    "Smooth, Cigar shaped",
+    "Disk, Edge-on, Rounded Bulge",
+    "Disk, Edge-on, Boxy Bulge",
+    "Disk, Edge-on, No Bulge",
+    "Disk, Face-on, Tight Spiral",
+    "Disk, Face-on, Medium Spiral",
+    "Disk, Face-on, Loose Spiral",
+)
+
+GZ1_SDSS_CLASSES: tuple[str, ...] = (
+    "Elliptical",
+    "Spiral clockwise",
+    "Spiral anticlockwise",
+    "Edge-on",
+    "Don't know",
+    "Merger",
+)
+
+DATASET_CLASSES: dict[str, tuple[str, ...]] = {
+    "galaxy10_decals": GALAXY10_DECALS_CLASSES,
+    "galaxy10_sdss": GALAXY10_SDSS_CLASSES,
+    "gz1_sdss": GZ1_SDSS_CLASSES,
+}
+
+# Labels that swap under a mirror flip (a clockwise spiral seen in a mirror winds anticlockwise).
+# Rotations keep every label; flips must apply this map or not be used.
+MIRROR_LABEL_SWAPS: dict[str, dict[int, int]] = {
+    "galaxy10_decals": {},
+    "galaxy10_sdss": {},
+    "gz1_sdss": {1: 2, 2: 1},
+}
+
+
+def class_names(dataset: str) -> tuple[str, ...]:
+    """Return the official class names of ``dataset`` (one of ``DATASET_CLASSES``)."""
+    try:
+        return DATASET_CLASSES[dataset]
+    except KeyError:
+        raise ValueError(
+            f"Unknown dataset {dataset!r}; known datasets with fixed class names: {sorted(DATASET_CLASSES)}"
+        ) from None
