@@ -1,1 +1,18 @@
-"""timm-galaxy-attn."""
+"""timm-galaxy-attn: the attention CNN of Jetley et al. (2018) for galaxy morphology, in timm and transformers.
+
+Importing this package registers the timm models ``galaxy_attn_vgg`` and ``galaxy_attn_vgg_small``.
+"""
+
+from .attention import AttentionEstimator, capture_attention
+from .labels import DATASET_CLASSES, class_names
+from .model import GalaxyAttnVGG
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AttentionEstimator",
+    "DATASET_CLASSES",
+    "GalaxyAttnVGG",
+    "capture_attention",
+    "class_names",
+]

@@ -1,0 +1,360 @@
+"""GalaxyAttnVGG: the attention CNN (VGG-att3)-concat-pc of Jetley et al. (2018) for galaxy morphology.
+
+Papers:
+* `Learn to Pay Attention` - Jetley, Lord, Lee, Torr, ICLR 2018 - https://arxiv.org/abs/1804.02391
+* `Galaxy Classification with an Attentional Convolutional Neural Network` - J. Misquith, 2023
+  (the network trained on Galaxy10 at 32x32, 83.28% test accuracy).
+
+Layout (paper widths; ``galaxy_attn_vgg_small`` halves every width):
+
+    block1  2 x conv 64    full resolution (no pooling in blocks 1-3)
+    block2  2 x conv 128
+    block3  3 x conv 256   -> l1 (conv 7), projected to 512 channels by a bias-free 1x1 conv
+    maxpool, block4  3 x conv 512 -> l2 (conv 10) at H/2
+    maxpool, block5  3 x conv 512 -> l3 (conv 13) at H/4
+    maxpool, block6  2 x (conv 512 + maxpool) -> H/32
+    global average pool + Linear -> g (512)
+    three attention estimators (l_i, g) -> g_1, g_2, g_3; classifier: Linear on [g_1, g_2, g_3]
+
+Every conv is 3x3 + BatchNorm + ReLU. The reference code turns the H/32 map into ``g`` with a dense
+convolution whose kernel is ``image_size / 32``; here it is a global average pool and a Linear, which is
+the same layer at 32x32 input and keeps the parameter count independent of the input size.
+
+Written for timm-galaxy-attn (Apache-2.0).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models._features import feature_take_indices
+
+from .attention import COMPATIBILITIES, NORMALIZATIONS, AttentionEstimator, check_choice
+from .labels import GALAXY10_DECALS_CLASSES, GALAXY10_SDSS_CLASSES, GZ1_SDSS_CLASSES
+
+__all__ = ["GalaxyAttnVGG"]
+
+ATTN_POSITIONS = ("before", "after")
+STEM_STRIDES = (1, 2, 4)
+# Convs per block and the paper's widths (blocks 1-6).
+DEPTHS = (2, 2, 3, 3, 3, 2)
+WIDTHS = (64, 128, 256, 512, 512, 512)
+
+
+class ConvBnAct(nn.Sequential):
+    """3x3 convolution (no bias: BatchNorm follows), BatchNorm and in-place ReLU."""
+
+    def __init__(self, in_chs: int, out_chs: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_chs, out_chs, kernel_size=3, stride=stride, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(out_chs)
+        self.act = nn.ReLU(inplace=True)
+
+
+def _make_block(in_chs: int, out_chs: int, depth: int, strides: Sequence[int] = (), pool_each: bool = False):
+    layers: list[nn.Module] = []
+    for i in range(depth):
+        layers.append(
+            ConvBnAct(in_chs if i == 0 else out_chs, out_chs, strides[i] if i < len(strides) else 1)
+        )
+        if pool_each:
+            layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+    return nn.Sequential(*layers)
+
+
+class GalaxyAttnVGG(nn.Module):
+    """VGG with three attention estimators over conv 7, 10 and 13 ("VGG-att3-concat").
+
+    Args:
+        num_classes: Number of classes (0 gives no classifier: the model returns the pre-logits).
+        in_chans: Input channels.
+        widths: Channels of blocks 1-6; blocks 4, 5 and 6 must have the same width (the attention dim).
+        compatibility: ``'pc'`` (parametrised, the paper's) or ``'dp'`` (dot product).
+        normalize: ``'softmax'`` (the paper's) or ``'sigmoid'`` attention normalisation.
+        attn_position: ``'before'`` (the paper's: estimators see conv outputs before max-pooling) or
+            ``'after'`` (they see the max-pooled outputs).
+        drop_rate: Dropout before the classifier.
+        stem_stride: 1 (the paper) or 2 / 4: the first one / two convs stride by 2, so that larger images
+            cost what a 2x / 4x smaller one costs at stride 1. The parameters do not change.
+        attention: False builds the ablation without attention: the classifier sees ``g`` alone.
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 10,
+        in_chans: int = 3,
+        widths: Sequence[int] = WIDTHS,
+        compatibility: str = "pc",
+        normalize: str = "softmax",
+        attn_position: str = "before",
+        drop_rate: float = 0.0,
+        stem_stride: int = 1,
+        attention: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__()
+        if kwargs:
+            raise TypeError(f"GalaxyAttnVGG got unexpected keyword arguments: {sorted(kwargs)}")
+        check_choice("compatibility", compatibility, COMPATIBILITIES)
+        check_choice("normalize", normalize, NORMALIZATIONS)
+        check_choice("attn_position", attn_position, ATTN_POSITIONS)
+        if stem_stride not in STEM_STRIDES:
+            raise ValueError(
+                f"stem_stride={stem_stride!r} is not supported; choose one of {', '.join(map(str, STEM_STRIDES))}."
+            )
+        widths = tuple(int(w) for w in widths)
+        if len(widths) != 6 or not widths[3] == widths[4] == widths[5]:
+            raise ValueError(
+                f"widths must be 6 numbers with widths[3] == widths[4] == widths[5], got {widths}"
+            )
+        self.num_classes = num_classes
+        self.in_chans = in_chans
+        self.widths = widths
+        self.compatibility = compatibility
+        self.normalize = normalize
+        self.attn_position = attn_position
+        self.stem_stride = stem_stride
+        self.attention = attention
+        self.drop_rate = drop_rate
+        self.grad_checkpointing = False
+        dim = widths[5]
+
+        stem_strides = {1: (1, 1), 2: (2, 1), 4: (2, 2)}[stem_stride]
+        chs = (in_chans, *widths)
+        self.stages = nn.Sequential(
+            *[
+                _make_block(chs[i], chs[i + 1], DEPTHS[i], stem_strides if i == 0 else (), pool_each=i == 5)
+                for i in range(6)
+            ]
+        )
+        self.pool = nn.MaxPool2d(kernel_size=2, stride=2)
+        self.dense = nn.Linear(dim, dim)  # turns the pooled H/32 map into the global feature g
+
+        if attention:
+            self.projector = nn.Conv2d(widths[2], dim, kernel_size=1, bias=False)
+            self.attn1 = AttentionEstimator(dim, compatibility, normalize)
+            self.attn2 = AttentionEstimator(dim, compatibility, normalize)
+            self.attn3 = AttentionEstimator(dim, compatibility, normalize)
+            self.num_features = self.head_hidden_size = 3 * dim
+        else:
+            self.projector = self.attn1 = self.attn2 = self.attn3 = None
+            self.num_features = self.head_hidden_size = dim
+        self.head_drop = nn.Dropout(drop_rate)
+        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+
+        r1 = stem_stride * (2 if attn_position == "after" else 1)
+        self.feature_info = [
+            dict(num_chs=widths[2], reduction=r1, module="stages.2"),
+            dict(num_chs=widths[3], reduction=2 * r1, module="stages.3"),
+            dict(num_chs=widths[4], reduction=4 * r1, module="stages.4"),
+            dict(num_chs=widths[5], reduction=32 * stem_stride, module="stages.5"),
+        ]
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        for m in self.stages.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        nn.init.kaiming_normal_(self.dense.weight, nonlinearity="linear")
+        nn.init.zeros_(self.dense.bias)
+        for est in (self.attn1, self.attn2, self.attn3):
+            if est is not None and est.op is not None:
+                nn.init.kaiming_normal_(est.op.weight, nonlinearity="linear")
+        if isinstance(self.fc, nn.Linear):
+            nn.init.normal_(self.fc.weight, 0, 0.01)
+            nn.init.zeros_(self.fc.bias)
+
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
+        return dict(stem=r"^stages\.0", blocks=r"^stages\.(\d+)")
+
+    @torch.jit.ignore
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.grad_checkpointing = enable
+
+    @torch.jit.ignore
+    def get_classifier(self) -> nn.Module:
+        return self.fc
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """Replace the classifier with a fresh one for ``num_classes`` (0 removes it)."""
+        self.num_classes = num_classes
+        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        if isinstance(self.fc, nn.Linear):
+            nn.init.normal_(self.fc.weight, 0, 0.01)
+            nn.init.zeros_(self.fc.bias)
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        if x.ndim != 4 or x.shape[1] != self.in_chans:
+            hint = ""
+            if x.ndim == 4 and x.shape[1] in (1, 4) and self.in_chans == 3:
+                hint = (
+                    " Convert grayscale images to RGB (repeat the channel) and drop the alpha channel of "
+                    "RGBA images (PIL: image.convert('RGB')), or create the model with in_chans="
+                    f"{x.shape[1]} to train on {x.shape[1]}-channel data."
+                )
+            raise ValueError(
+                f"{type(self).__name__} expects a (batch, {self.in_chans}, height, width) tensor, got shape "
+                f"{tuple(x.shape)}.{hint}"
+            )
+        min_size = 32 * self.stem_stride
+        if x.shape[-1] < min_size or x.shape[-2] < min_size:
+            raise ValueError(
+                f"Input of {x.shape[-2]}x{x.shape[-1]} px is too small: with stem_stride={self.stem_stride} the "
+                f"network downsamples by {min_size}, so images must be at least {min_size}x{min_size} px."
+            )
+
+    def _run_stage(self, index: int, x: torch.Tensor) -> torch.Tensor:
+        stage = self.stages[index]
+        if self.grad_checkpointing and not torch.jit.is_scripting() and x.requires_grad:
+            return torch.utils.checkpoint.checkpoint(stage, x, use_reentrant=False)
+        return stage(x)
+
+    def _local_and_final(self, x: torch.Tensor, stop_after: int = 3) -> list[torch.Tensor]:
+        """Run the backbone; return [l1, l2, l3, final H/32 map], stopping after feature ``stop_after``."""
+        self._check_input(x)
+        after = self.attn_position == "after"
+        feats: list[torch.Tensor] = []
+        for i in range(3):
+            x = self._run_stage(i, x)
+        for i in (3, 4, 5):
+            pooled = self.pool(x)
+            feats.append(pooled if after else x)  # l1, l2, l3
+            if len(feats) > stop_after:
+                return feats
+            x = self._run_stage(i, pooled)
+        feats.append(x)
+        return feats
+
+    def _global(self, final: torch.Tensor) -> torch.Tensor:
+        return self.dense(F.adaptive_avg_pool2d(final, 1).flatten(1))
+
+    def _attend(self, feats: list[torch.Tensor]) -> torch.Tensor:
+        l1, l2, l3, final = feats
+        g = self._global(final)
+        if not self.attention:
+            return g
+        g1, _ = self.attn1(self.projector(l1), g)
+        g2, _ = self.attn2(l2, g)
+        g3, _ = self.attn3(l3, g)
+        return torch.cat((g1, g2, g3), dim=1)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Return the classifier's input: ``[g_1, g_2, g_3]`` (B, 3 * dim), or ``g`` without attention."""
+        return self._attend(self._local_and_final(x))
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = self.head_drop(x)
+        return x if pre_logits else self.fc(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def forward_intermediates(
+        self,
+        x: torch.Tensor,
+        indices: int | list[int] | None = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
+        """Forward that also returns the feature maps l1, l2, l3 and the final H/32 map (indices 0-3)."""
+        if output_fmt != "NCHW":
+            raise ValueError(f"output_fmt={output_fmt!r} is not supported; only 'NCHW'.")
+        take_indices, max_index = feature_take_indices(len(self.feature_info), indices)
+        stop = max_index if (stop_early or intermediates_only) else len(self.feature_info) - 1
+        feats = self._local_and_final(x, stop_after=stop)
+        intermediates = [feats[i] for i in take_indices]
+        if intermediates_only:
+            return intermediates
+        return self._attend(feats), intermediates
+
+    def prune_intermediate_layers(
+        self,
+        indices: int | list[int] = 1,
+        prune_norm: bool = False,
+        prune_head: bool = True,
+    ) -> list[int]:
+        """Drop the stages after the last wanted feature map (and the head); return the kept indices."""
+        take_indices, max_index = feature_take_indices(len(self.feature_info), indices)
+        for i in range(max_index + 3, 6):  # feature j is produced by stage j + 2
+            self.stages[i] = nn.Identity()
+        if prune_head:
+            self.projector = self.attn1 = self.attn2 = self.attn3 = None
+            self.attention = False
+            self.dense = nn.Identity()
+            self.reset_classifier(0)
+        return take_indices
+
+
+def _create_galaxy_attn_vgg(variant: str, pretrained: bool = False, **kwargs: Any) -> GalaxyAttnVGG:
+    return build_model_with_cfg(
+        GalaxyAttnVGG,
+        variant,
+        pretrained,
+        feature_cfg=dict(feature_cls="getter", out_indices=(0, 1, 2, 3)),
+        **kwargs,
+    )
+
+
+# Per-channel statistics of the real SDSS sample (gz1_sdss train split, centre crop), measured by
+# benchmarks/data_stats.py; used for every tag since Galaxy10 itself cannot be read here.
+GALAXY_MEAN = (0.5, 0.5, 0.5)
+GALAXY_STD = (0.5, 0.5, 0.5)
+
+
+def _cfg(tag: str, variant: str, label_names: Sequence[str], **kwargs: Any) -> dict[str, Any]:
+    return {
+        "hf_hub_id": f"timm-galaxy-attn/{variant}.{tag}",
+        "num_classes": len(label_names),
+        "label_names": tuple(label_names),
+        "input_size": (3, 32, 32),
+        "pool_size": None,
+        "crop_pct": 1.0,
+        "interpolation": "bicubic",
+        "mean": GALAXY_MEAN,
+        "std": GALAXY_STD,
+        "first_conv": "stages.0.0.conv",
+        "classifier": "fc",
+        "license": "apache-2.0",
+        **kwargs,
+    }
+
+
+def _tags(variant: str) -> dict[str, dict[str, Any]]:
+    return {
+        # Galaxy10 DECaLS (256x256, 0.262"/px): the galaxy fills the central half; keep it, at 32 px
+        # as in the paper.
+        f"{variant}.galaxy10_decals": _cfg("galaxy10_decals", variant, GALAXY10_DECALS_CLASSES, crop_pct=0.5),
+        # Galaxy10 SDSS (69x69, already the central 207x207 px of the SDSS cutouts): whole image to 32 px.
+        f"{variant}.galaxy10_sdss": _cfg("galaxy10_sdss", variant, GALAXY10_SDSS_CLASSES),
+        # Real SDSS cutouts with Galaxy Zoo 1 labels (423x423): the Galaxy10-SDSS crop (about half).
+        f"{variant}.gz1_sdss": _cfg("gz1_sdss", variant, GZ1_SDSS_CLASSES, crop_pct=0.5),
+    }
+
+
+default_cfgs = generate_default_cfgs({**_tags("galaxy_attn_vgg"), **_tags("galaxy_attn_vgg_small")})
+
+
+@register_model
+def galaxy_attn_vgg(pretrained: bool = False, **kwargs: Any) -> GalaxyAttnVGG:
+    """VGG-att3-concat-pc (Jetley et al. 2018) with the paper's widths (19.9M parameters at 10 classes)."""
+    return _create_galaxy_attn_vgg("galaxy_attn_vgg", pretrained=pretrained, **kwargs)
+
+
+@register_model
+def galaxy_attn_vgg_small(pretrained: bool = False, **kwargs: Any) -> GalaxyAttnVGG:
+    """The same network with every width halved: a quarter of the compute, for small data and CPUs."""
+    model_args = dict(widths=tuple(w // 2 for w in WIDTHS))
+    return _create_galaxy_attn_vgg(
+        "galaxy_attn_vgg_small", pretrained=pretrained, **dict(model_args, **kwargs)
+    )
