@@ -1,4 +1,4 @@
-"""timm-galaxy-attn: the attention CNN of Jetley et al. (2018) for galaxy morphology, in timm and transformers.
+"""timm-galaxy-attn: the attention CNN of Jetley et al. (2018) for galaxy morphology (timm, transformers).
 
 Importing this package registers the timm models ``galaxy_attn_vgg`` and ``galaxy_attn_vgg_small``.
 """

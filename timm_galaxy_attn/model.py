@@ -104,9 +104,8 @@ class GalaxyAttnVGG(nn.Module):
         check_choice("normalize", normalize, NORMALIZATIONS)
         check_choice("attn_position", attn_position, ATTN_POSITIONS)
         if stem_stride not in STEM_STRIDES:
-            raise ValueError(
-                f"stem_stride={stem_stride!r} is not supported; choose one of {', '.join(map(str, STEM_STRIDES))}."
-            )
+            allowed = ", ".join(map(str, STEM_STRIDES))
+            raise ValueError(f"stem_stride={stem_stride!r} is not supported; choose one of {allowed}.")
         widths = tuple(int(w) for w in widths)
         if len(widths) != 6 or not widths[3] == widths[4] == widths[5]:
             raise ValueError(
@@ -208,8 +207,8 @@ class GalaxyAttnVGG(nn.Module):
         min_size = 32 * self.stem_stride
         if x.shape[-1] < min_size or x.shape[-2] < min_size:
             raise ValueError(
-                f"Input of {x.shape[-2]}x{x.shape[-1]} px is too small: with stem_stride={self.stem_stride} the "
-                f"network downsamples by {min_size}, so images must be at least {min_size}x{min_size} px."
+                f"Input of {x.shape[-2]}x{x.shape[-1]} px is too small: with stem_stride={self.stem_stride} "
+                f"the network downsamples by {min_size}, so images must be at least {min_size}x{min_size} px."
             )
 
     def _run_stage(self, index: int, x: torch.Tensor) -> torch.Tensor:
@@ -306,10 +305,11 @@ def _create_galaxy_attn_vgg(variant: str, pretrained: bool = False, **kwargs: An
     )
 
 
-# Per-channel statistics of the real SDSS sample (gz1_sdss train split, centre crop), measured by
-# benchmarks/data_stats.py; used for every tag since Galaxy10 itself cannot be read here.
-GALAXY_MEAN = (0.5, 0.5, 0.5)
-GALAXY_STD = (0.5, 0.5, 0.5)
+# Per-channel statistics of the real SDSS sample (all 5,665 gz1_sdss images, central half), printed by
+# `python benchmarks/data_stats.py`. Used for every tag: Galaxy10 itself cannot be read here, and its
+# images are the same kind of survey cutout (dark sky, a galaxy in the centre).
+GALAXY_MEAN = (0.0819, 0.0699, 0.0518)
+GALAXY_STD = (0.1285, 0.1060, 0.0862)
 
 
 def _cfg(tag: str, variant: str, label_names: Sequence[str], **kwargs: Any) -> dict[str, Any]:
