@@ -1,0 +1,32 @@
+"""Accuracy as a local ``evaluate`` module (loads offline: ``evaluate.load(path_to_this_file)``)."""
+
+import datasets
+import evaluate
+
+from ._core import accuracy_from_cm, check_labels, confusion_matrix
+
+_DESCRIPTION = "Fraction of examples whose predicted class equals the reference class."
+_KWARGS_DESCRIPTION = """
+Args:
+    predictions (list of int): predicted class ids.
+    references (list of int): true class ids.
+    num_classes (int, optional): number of classes; ids must lie in 0..num_classes-1.
+Returns:
+    accuracy (float): in [0, 1].
+"""
+
+
+class Accuracy(evaluate.Metric):
+    def _info(self):
+        return evaluate.MetricInfo(
+            description=_DESCRIPTION,
+            citation="",
+            inputs_description=_KWARGS_DESCRIPTION,
+            features=datasets.Features(
+                {"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}
+            ),
+        )
+
+    def _compute(self, predictions, references, num_classes=None):
+        refs, preds, k = check_labels(references, predictions, num_classes)
+        return {"accuracy": float(accuracy_from_cm(confusion_matrix(refs, preds, k)))}

@@ -1,0 +1,35 @@
+"""Balanced accuracy as a local ``evaluate`` module (loads offline).
+
+Mean recall over the classes present in the references (scikit-learn ``balanced_accuracy_score``).
+"""
+
+import datasets
+import evaluate
+
+from ._core import balanced_accuracy_from_cm, check_labels, confusion_matrix
+
+_DESCRIPTION = "Unweighted mean of per-class recall over classes present in the references."
+_KWARGS_DESCRIPTION = """
+Args:
+    predictions (list of int): predicted class ids.
+    references (list of int): true class ids.
+    num_classes (int, optional): number of classes; ids must lie in 0..num_classes-1.
+Returns:
+    balanced_accuracy (float): in [0, 1].
+"""
+
+
+class BalancedAccuracy(evaluate.Metric):
+    def _info(self):
+        return evaluate.MetricInfo(
+            description=_DESCRIPTION,
+            citation="",
+            inputs_description=_KWARGS_DESCRIPTION,
+            features=datasets.Features(
+                {"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}
+            ),
+        )
+
+    def _compute(self, predictions, references, num_classes=None):
+        refs, preds, k = check_labels(references, predictions, num_classes)
+        return {"balanced_accuracy": float(balanced_accuracy_from_cm(confusion_matrix(refs, preds, k)))}

@@ -1,0 +1,45 @@
+"""Per-class precision, recall, F1, support and the confusion matrix as a local ``evaluate`` module.
+
+A class never predicted has precision 0, a class absent from the references has support 0 and recall 0,
+and F1 is 0 whenever it has no true positive (scikit-learn ``zero_division=0``).
+"""
+
+import datasets
+import evaluate
+
+from ._core import check_labels, confusion_matrix, per_class_from_cm
+
+_DESCRIPTION = "Per-class precision/recall/F1/support and the confusion matrix (rows = true class)."
+_KWARGS_DESCRIPTION = """
+Args:
+    predictions (list of int): predicted class ids.
+    references (list of int): true class ids.
+    num_classes (int, optional): number of classes (default: highest id seen + 1).
+Returns:
+    precision, recall, f1 (list of float), support (list of int): one entry per class id;
+    confusion_matrix (list of list of int): rows = true class, columns = predicted class.
+"""
+
+
+class PerClass(evaluate.Metric):
+    def _info(self):
+        return evaluate.MetricInfo(
+            description=_DESCRIPTION,
+            citation="",
+            inputs_description=_KWARGS_DESCRIPTION,
+            features=datasets.Features(
+                {"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}
+            ),
+        )
+
+    def _compute(self, predictions, references, num_classes=None):
+        refs, preds, k = check_labels(references, predictions, num_classes)
+        cm = confusion_matrix(refs, preds, k)
+        stats = per_class_from_cm(cm)
+        return {
+            "precision": [float(v) for v in stats["precision"]],
+            "recall": [float(v) for v in stats["recall"]],
+            "f1": [float(v) for v in stats["f1"]],
+            "support": [int(v) for v in stats["support"]],
+            "confusion_matrix": cm.tolist(),
+        }
