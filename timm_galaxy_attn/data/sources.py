@@ -1,0 +1,237 @@
+"""Where the data lives: official Galaxy10 files (local, env var or download) and the shared real sample.
+
+Official sources
+----------------
+- Galaxy10 DECaLS, astroNN HDF5 (``Galaxy10_DECals.h5``, 2.7 GB, 17,736 images 256x256, with ra/dec):
+  ``GALAXY10_URLS["galaxy10_decals"]``; env var ``GALAXY10_DECALS_PATH``.
+- Galaxy10 SDSS, astroNN HDF5 (``Galaxy10.h5``, ~200 MB, 21,785 images 69x69, no coordinates):
+  ``GALAXY10_URLS["galaxy10_sdss"]``; env var ``GALAXY10_SDSS_PATH``.
+- Galaxy10 DECaLS on the Hugging Face Hub as parquet with its own 90/10 train/test split and no
+  coordinates: ``HUB_REPOS["galaxy10_decals"]`` (used with ``split="hub"``).
+- The real SDSS / Galaxy Zoo 1 sample ``gz1_sdss``: env var ``GZ1_SDSS_PATH``, else
+  ``shared/data/gz1_sdss/data.parquet`` searched upward from the working directory and from this package.
+
+Downloads go to ``<cache>/downloads`` (temp file, checksum, then ``os.replace``). Offline
+(``HF_HUB_OFFLINE`` / ``HF_DATASETS_OFFLINE`` set, or the host unreachable within ~1.5 s) they fail at
+once with a message that names the file and where to put it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import tempfile
+import threading
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+__all__ = [
+    "ENV_VARS",
+    "GALAXY10_FILES",
+    "GALAXY10_SHA256",
+    "GALAXY10_URLS",
+    "HUB_REPOS",
+    "DataSourceUnavailable",
+    "default_cache_dir",
+    "download_galaxy10",
+    "find_shared_data",
+    "is_offline",
+    "resolve_gz1_sdss",
+    "resolve_official_file",
+]
+
+GALAXY10_FILES = {"galaxy10_decals": "Galaxy10_DECals.h5", "galaxy10_sdss": "Galaxy10.h5"}
+GALAXY10_URLS = {
+    "galaxy10_decals": "https://www.astro.utoronto.ca/~hleung/shared/Galaxy10/Galaxy10_DECals.h5",
+    "galaxy10_sdss": "https://www.astro.utoronto.ca/~hleung/shared/Galaxy10/Galaxy10.h5",
+}
+GALAXY10_SHA256 = {
+    "galaxy10_decals": "19aefc477c41bb7f77ff07599a6b82a038dc042f889a111b0d4d98bb755c1571",
+}
+# A parquet copy of Galaxy10 DECaLS (columns image, label; splits train 15,962 / test 1,774).
+HUB_REPOS = {"galaxy10_decals": "matthieulel/galaxy10_decals"}
+ENV_VARS = {
+    "galaxy10_decals": "GALAXY10_DECALS_PATH",
+    "galaxy10_sdss": "GALAXY10_SDSS_PATH",
+    "gz1_sdss": "GZ1_SDSS_PATH",
+}
+_PROBE_TIMEOUT_S = 1.5
+
+
+class DataSourceUnavailable(FileNotFoundError):
+    """A dataset file is missing and cannot be downloaded here; the message says where to put it."""
+
+
+def default_cache_dir() -> Path:
+    """``$GALAXY_ATTN_CACHE``, else ``<HF datasets cache>/timm_galaxy_attn``."""
+    env = os.environ.get("GALAXY_ATTN_CACHE")
+    if env:
+        return Path(env).expanduser()
+    import datasets
+
+    return Path(datasets.config.HF_DATASETS_CACHE) / "timm_galaxy_attn"
+
+
+def is_offline() -> bool:
+    """True when ``HF_HUB_OFFLINE`` or ``HF_DATASETS_OFFLINE`` is set to a true value."""
+    return any(
+        os.environ.get(k, "").strip().lower() in {"1", "true", "yes", "on"}
+        for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+    )
+
+
+def _host_reachable(url: str, timeout: float = _PROBE_TIMEOUT_S) -> bool:
+    """Whether a TCP connection to the URL's host opens within ``timeout`` s (DNS included)."""
+    parts = urllib.parse.urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    ok: list[bool] = []
+
+    def probe() -> None:
+        try:
+            with socket.create_connection((parts.hostname, port), timeout=timeout):
+                ok.append(True)
+        except OSError:
+            pass
+
+    t = threading.Thread(target=probe, daemon=True)
+    t.start()
+    t.join(timeout)
+    return bool(ok)
+
+
+def _where_to_put(name: str, cache: Path) -> str:
+    fname = GALAXY10_FILES.get(name, "data.parquet")
+    lines = [
+        f"pass path='/path/to/{fname}' to load_galaxy_dataset",
+        f"or set the environment variable {ENV_VARS[name]}=/path/to/{fname}",
+    ]
+    if name in GALAXY10_FILES:
+        lines.append(f"or place it at {cache / 'downloads' / fname}")
+    return "; ".join(lines)
+
+
+def _unavailable(name: str, cache: Path, why: str) -> DataSourceUnavailable:
+    fname = GALAXY10_FILES.get(name, "data.parquet")
+    url = GALAXY10_URLS.get(name, "")
+    source = f" Download {fname} from {url} on a machine with internet access, then" if url else ""
+    return DataSourceUnavailable(
+        f"{name}: {fname} not found and {why}.{source} {_where_to_put(name, cache)}."
+    )
+
+
+def resolve_official_file(
+    name: str, path: str | os.PathLike | None = None, cache_dir: str | os.PathLike | None = None
+) -> Path:
+    """Local path of the official Galaxy10 HDF5 for ``name``; downloads it if it is nowhere local.
+
+    Order: ``path``, the env var (``ENV_VARS[name]``), ``<cache>/downloads/<file>``, download.
+    """
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    for candidate, origin in ((path, "path argument"), (os.environ.get(ENV_VARS[name]), ENV_VARS[name])):
+        if candidate:
+            p = Path(candidate).expanduser()
+            if not p.is_file():
+                raise FileNotFoundError(
+                    f"{name}: {origin} points to {p}, which is not a file. Fix the path to "
+                    f"{GALAXY10_FILES[name]} ({_where_to_put(name, cache)})."
+                )
+            return p
+    local = cache / "downloads" / GALAXY10_FILES[name]
+    if local.is_file():
+        return local
+    return download_galaxy10(name, cache)
+
+
+def download_galaxy10(name: str, cache_dir: str | os.PathLike | None = None) -> Path:
+    """Download the astroNN HDF5 of ``name`` into ``<cache>/downloads`` (atomic, SHA-256 checked)."""
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    url = GALAXY10_URLS[name]
+    if is_offline():
+        raise _unavailable(name, cache, "downloads are disabled (HF_HUB_OFFLINE/HF_DATASETS_OFFLINE is set)")
+    if not _host_reachable(url):
+        raise _unavailable(name, cache, f"{urllib.parse.urlsplit(url).hostname} cannot be reached")
+    dest = cache / "downloads" / GALAXY10_FILES[name]
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=dest.name + ".", suffix=".part", dir=dest.parent)
+    sha = hashlib.sha256()
+    try:
+        from tqdm.auto import tqdm
+
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as resp:
+            total = int(resp.headers.get("Content-Length") or 0) or None
+            with tqdm(total=total, unit="B", unit_scale=True, desc=f"download {dest.name}") as bar:
+                while chunk := resp.read(1 << 20):
+                    out.write(chunk)
+                    sha.update(chunk)
+                    bar.update(len(chunk))
+        expected = GALAXY10_SHA256.get(name)
+        if expected and sha.hexdigest() != expected:
+            raise OSError(f"{dest.name} from {url} has SHA-256 {sha.hexdigest()}, expected {expected}")
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return dest
+
+
+def hub_available(name: str) -> None:
+    """Raise :class:`DataSourceUnavailable` at once when the Hub copy of ``name`` cannot be fetched."""
+    repo = HUB_REPOS[name]
+    if is_offline():
+        raise DataSourceUnavailable(
+            f"{name}: split='hub' reads the Hugging Face dataset {repo!r}, but HF_HUB_OFFLINE/"
+            f"HF_DATASETS_OFFLINE is set. Download its parquet files elsewhere "
+            f"(huggingface-cli download {repo} --repo-type dataset) and pass path='/that/folder' "
+            f"with split='hub'; or use the astroNN file: {_where_to_put(name, default_cache_dir())}."
+        )
+    if not _host_reachable("https://huggingface.co"):
+        raise DataSourceUnavailable(
+            f"{name}: huggingface.co cannot be reached to read {repo!r}. Download its parquet files "
+            f"elsewhere and pass path='/that/folder' with split='hub'."
+        )
+
+
+def _search_up(start: Path, rel: str) -> Path | None:
+    for d in (start, *start.parents):
+        cand = d / "shared" / "data" / rel
+        if cand.exists():
+            return cand
+    return None
+
+
+def find_shared_data(rel: str) -> Path:
+    """Find ``shared/data/<rel>`` searching upward from the working directory, then from this package.
+
+    The repository sits beside ``shared/`` (``/x/main`` and ``/x/shared``), so the search from either
+    place finds it whatever the current directory is.
+    """
+    for start in (Path.cwd().resolve(), Path(__file__).resolve().parent):
+        found = _search_up(start, rel)
+        if found is not None:
+            return found
+    raise FileNotFoundError(
+        f"shared/data/{rel} not found upward of {Path.cwd()} or of {Path(__file__).parent}; "
+        f"pass its location explicitly."
+    )
+
+
+def resolve_gz1_sdss(path: str | os.PathLike | None = None) -> Path:
+    """Locate the gz1_sdss parquet file: ``path``, ``$GZ1_SDSS_PATH``, then shared/data upward search."""
+    for candidate, origin in ((path, "path argument"), (os.environ.get("GZ1_SDSS_PATH"), "GZ1_SDSS_PATH")):
+        if candidate:
+            p = Path(candidate).expanduser()
+            if p.is_dir():
+                p = p / "data.parquet"
+            if not p.is_file():
+                raise FileNotFoundError(f"gz1_sdss: {origin} points to {p}, which is not a file.")
+            return p
+    try:
+        return find_shared_data("gz1_sdss/data.parquet")
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            "gz1_sdss: data.parquet not found (searched shared/data/gz1_sdss/data.parquet upward from the "
+            "working directory and from the package). Pass path='/path/to/gz1_sdss/data.parquet' or set "
+            "GZ1_SDSS_PATH."
+        ) from None
