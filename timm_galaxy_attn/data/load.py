@@ -1,0 +1,351 @@
+"""``load_galaxy_dataset``: one call from a source name or path to a cached, leak-free DatasetDict.
+
+Build: rows are read lazily into a ``datasets`` Arrow table (``Dataset.from_generator`` for HDF5 and
+synthetic images, ``load_dataset("parquet" | "imagefolder")`` for parquet files and folders), every
+image is hashed on its decoded pixels, groups are formed (``splits.group_images``) and split
+(``splits.grouped_stratified_split``), and the DatasetDict is saved under
+``<cache_dir>/<key>/``. The key hashes the source's identity (absolute path, size, mtime of each file),
+the split arguments and the source arguments, so a changed file or argument builds anew. The build
+happens in ``<cache_dir>/.tmp-*`` and is moved into place with ``os.replace``: a failed build leaves
+nothing behind. Later calls only memory-map the saved Arrow files.
+
+Where the split is recorded: every split's ``info.description`` holds the same JSON (rule, seed,
+fractions, counts, class counts, grouping statistics, source); :func:`split_info` returns it as a dict.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+
+from ..labels import DATASET_CLASSES
+from .hdf5 import GalaxyDataError, inspect_hdf5, iter_hdf5_rows
+from .sources import HUB_REPOS, default_cache_dir, hub_available, resolve_gz1_sdss, resolve_official_file
+from .splits import SPLIT_NAMES, SPLIT_RULE, group_images, grouped_stratified_split, pixel_hash
+
+__all__ = ["load_galaxy_dataset", "split_info"]
+
+_CACHE_VERSION = 1
+_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif"}
+
+
+def split_info(dsdict: datasets.DatasetDict) -> dict:
+    """The split rule and counts recorded by :func:`load_galaxy_dataset` (from ``info.description``)."""
+    ds = next(iter(dsdict.values()))
+    try:
+        return json.loads(ds.info.description)
+    except (TypeError, json.JSONDecodeError):
+        raise ValueError("this DatasetDict carries no split info (it was not built by load_galaxy_dataset)") from None
+
+
+def _file_identity(paths: list[Path]) -> list[list]:
+    out = []
+    for p in paths:
+        st = p.stat()
+        out.append([str(p.resolve()), st.st_size, st.st_mtime_ns])
+    return out
+
+
+def _features(names: tuple[str, ...], radec: bool, extra: dict | None = None) -> datasets.Features:
+    f = {"image": datasets.Image(), "label": datasets.ClassLabel(names=list(names))}
+    if radec:
+        f["ra"] = datasets.Value("float64")
+        f["dec"] = datasets.Value("float64")
+    f.update(extra or {})
+    f["_hash"] = datasets.Value("binary")
+    return datasets.Features(f)
+
+
+def _from_generator(gen, gen_kwargs: dict, features: datasets.Features, work: Path, key: str) -> datasets.Dataset:
+    try:
+        return datasets.Dataset.from_generator(
+            gen, features=features, gen_kwargs=gen_kwargs, cache_dir=str(work / "gen"), fingerprint=key
+        )
+    except datasets.exceptions.DatasetGenerationError as err:
+        cause = err.__cause__
+        while cause is not None and not isinstance(cause, GalaxyDataError | OSError):
+            cause = cause.__cause__
+        if cause is not None:
+            raise cause from err
+        raise
+
+
+def _synthetic_rows(n_per_class: int, image_size: int, synthetic_seed: int):
+    from .synthetic import make_synthetic_galaxies
+
+    syn = make_synthetic_galaxies(n_per_class, image_size, seed=synthetic_seed)
+    for img, label, mask in zip(syn.images, syn.labels, syn.masks, strict=True):
+        yield {"image": img, "label": int(label), "mask": mask.astype(np.uint8) * 255, "_hash": pixel_hash(img)}
+
+
+def _hash_images(ds: datasets.Dataset, origin: str) -> list[bytes]:
+    """Decode every image (checking it is readable) and hash its pixels; errors name the row."""
+    from PIL import Image
+
+    from tqdm.auto import tqdm
+
+    raw = ds.cast_column("image", datasets.Image(decode=False))
+    hashes = []
+    for i, item in enumerate(tqdm(raw["image"], desc=f"checking images of {origin}", leave=False)):
+        try:
+            if item.get("bytes") is not None:
+                import io
+
+                im = Image.open(io.BytesIO(item["bytes"]))
+            else:
+                im = Image.open(item["path"])
+            hashes.append(pixel_hash(np.asarray(im.convert("RGB"))))
+        except Exception as err:  # noqa: BLE001 - any decoder failure is a bad image
+            where = f" ({item.get('path')})" if item.get("path") else ""
+            raise GalaxyDataError(
+                f"{origin}: row {i}{where}: unreadable image ({type(err).__name__}: {err}). "
+                f"Remove or replace that image."
+            ) from err
+    return hashes
+
+
+def _check_labels(ds: datasets.Dataset, names: tuple[str, ...] | None, origin: str) -> datasets.Dataset:
+    if "image" not in ds.column_names or "label" not in ds.column_names:
+        raise GalaxyDataError(
+            f"{origin}: needs columns 'image' and 'label' (found {ds.column_names}); image folders need one "
+            f"sub-folder per class."
+        )
+    feat = ds.features["label"]
+    if isinstance(feat, datasets.ClassLabel):
+        if names is not None and tuple(feat.names) != tuple(names):
+            raise GalaxyDataError(f"{origin}: class names {feat.names} differ from the expected {list(names)}.")
+        names = tuple(feat.names)
+    elif names is None:
+        raise GalaxyDataError(
+            f"{origin}: column 'label' holds plain values ({feat}), not class names; pass "
+            f"dataset_name='galaxy10_decals'|'galaxy10_sdss'|'gz1_sdss' to name the classes."
+        )
+    labels = np.asarray(ds["label"])
+    if labels.dtype.kind not in "iu":
+        raise GalaxyDataError(f"{origin}: column 'label' must hold integers, got {labels.dtype}.")
+    bad = np.flatnonzero((labels < 0) | (labels >= len(names)))
+    if len(bad):
+        raise GalaxyDataError(
+            f"{origin}: row {bad[0]} has label {labels[bad[0]]}, outside 0..{len(names) - 1} "
+            f"({len(bad)} bad rows). Fix the labels or pass the right dataset_name."
+        )
+    if not isinstance(feat, datasets.ClassLabel):
+        ds = ds.cast_column("label", datasets.ClassLabel(names=list(names)))
+    return ds
+
+
+def _local_files(path: Path) -> tuple[str, list[Path]]:
+    """Kind ('hdf5', 'parquet', 'imagefolder') and files of a local path."""
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file or folder.")
+    if path.is_file():
+        suffix = path.suffix.lower()
+        if suffix in (".h5", ".hdf5"):
+            return "hdf5", [path]
+        if suffix == ".parquet":
+            return "parquet", [path]
+        raise GalaxyDataError(f"{path}: unsupported file type {suffix!r}; give an .h5, a .parquet or a folder.")
+    parquet = sorted(path.rglob("*.parquet"))
+    if parquet:
+        return "parquet", parquet
+    images = sorted(p for p in path.rglob("*") if p.suffix.lower() in _IMAGE_SUFFIXES)
+    if images:
+        return "imagefolder", images
+    raise GalaxyDataError(f"{path}: folder holds no .parquet files and no images in class sub-folders.")
+
+
+def _resolve(source: str | os.PathLike, path, dataset_name, split, cache_dir: Path, kw: dict) -> dict[str, Any]:
+    """A plan: how to read ``source``, its class names and the identity that keys the cache."""
+    name = str(source)
+    if name == "synthetic":
+        kw = {"n_per_class": 100, "image_size": 64, "synthetic_seed": 0, **kw}
+        return {"kind": "synthetic", "name": "synthetic", "files": [], "kw": kw, "dataset_name": "galaxy10_decals"}
+    if name == "gz1_sdss":
+        p = resolve_gz1_sdss(path)
+        return {"kind": "parquet", "name": "gz1_sdss", "files": [p], "kw": kw, "dataset_name": "gz1_sdss"}
+    if name in ("galaxy10_decals", "galaxy10_sdss"):
+        if split == "hub":
+            if path is not None:
+                kind, files = _local_files(Path(path))
+                return {"kind": kind, "name": name, "files": files, "kw": kw, "dataset_name": name, "root": path}
+            if name not in HUB_REPOS:
+                raise ValueError(f"{name} has no Hugging Face copy with its own split; use split='grouped'.")
+            hub_available(name)
+            return {"kind": "hub", "name": name, "files": [], "kw": kw, "dataset_name": name, "repo": HUB_REPOS[name]}
+        p = resolve_official_file(name, path, cache_dir)
+        return {"kind": "hdf5", "name": name, "files": [p], "kw": kw, "dataset_name": name}
+    p = Path(source).expanduser()
+    kind, files = _local_files(p)
+    return {"kind": kind, "name": str(p), "files": files, "kw": kw, "dataset_name": dataset_name, "root": p}
+
+
+def _read_all_rows(plan: dict, work: Path, key: str) -> tuple[datasets.Dataset | datasets.DatasetDict, str | None]:
+    """Read the source into Arrow (with a ``_hash`` column); returns the data and its dataset name."""
+    kind = plan["kind"]
+    if kind == "synthetic":
+        names = DATASET_CLASSES["galaxy10_decals"]
+        feats = _features(names, False, {"mask": datasets.Image()})
+        ds = _from_generator(_synthetic_rows, plan["kw"], feats, work, key)
+        return ds, "galaxy10_decals"
+    if kind == "hdf5":
+        layout = inspect_hdf5(plan["files"][0], plan["dataset_name"])
+        feats = _features(DATASET_CLASSES[layout.dataset_name], layout.has_radec)
+        gk = {"path": str(layout.path), "has_radec": layout.has_radec}
+        return _from_generator(iter_hdf5_rows, gk, feats, work, key), layout.dataset_name
+    if kind == "hub":
+        dd = datasets.load_dataset(plan["repo"], cache_dir=str(work / "gen"))
+    elif kind == "parquet":
+        if len(plan["files"]) > 1 or plan.get("root") is not None and Path(plan["root"]).is_dir():
+            dd = datasets.load_dataset("parquet", data_dir=str(plan["root"]), cache_dir=str(work / "gen"))
+        else:
+            files = [str(f) for f in plan["files"]]
+            dd = datasets.load_dataset("parquet", data_files={"train": files}, cache_dir=str(work / "gen"))
+    else:
+        dd = datasets.load_dataset("imagefolder", data_dir=str(plan["root"]), cache_dir=str(work / "gen"))
+    names = DATASET_CLASSES.get(plan["dataset_name"]) if plan["dataset_name"] else None
+    out = {}
+    for split_name, ds in dd.items():
+        origin = f"{plan['name']} [{split_name}]"
+        ds = _check_labels(ds, names, origin)
+        ds = ds.add_column("_hash", _hash_images(ds, origin))
+        out[split_name] = ds
+    return datasets.DatasetDict(out), plan["dataset_name"]
+
+
+def _split_one(ds: datasets.Dataset, seed: int, val_fraction: float, test_fraction: float, match_arcsec: float):
+    ra = np.asarray(ds["ra"], dtype=np.float64) if "ra" in ds.column_names else None
+    dec = np.asarray(ds["dec"], dtype=np.float64) if "dec" in ds.column_names else None
+    groups, gstats = group_images(ds["_hash"], ra, dec, match_arcsec)
+    names = tuple(ds.features["label"].names)
+    res = grouped_stratified_split(
+        np.asarray(ds["label"]),
+        groups,
+        seed=seed,
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+        class_names=names,
+    )
+    res.info["grouping"] = gstats
+    return res
+
+
+def _build(plan, work: Path, key: str, seed, val_fraction, test_fraction, split, match_arcsec) -> datasets.DatasetDict:
+    data, dataset_name = _read_all_rows(plan, work, key)
+    info: dict[str, Any] = {"source": plan["name"], "dataset_name": dataset_name, "match_arcsec": match_arcsec}
+    if isinstance(data, datasets.Dataset):
+        data = datasets.DatasetDict({"train": data})
+    if split == "hub":
+        if "test" not in data:
+            raise ValueError(
+                f"{plan['name']}: split='hub' needs a source with its own test split (found {list(data)}); "
+                f"use split='grouped'."
+            )
+        train, test = data["train"], data["test"]
+        res = _split_one(train, seed, val_fraction / (1 - test_fraction) if test_fraction < 1 else 0, 0.0, match_arcsec)
+        parts = {"train": train.select(res.indices["train"]), "validation": train.select(res.indices["validation"])}
+        parts["test"] = test
+        leaked = len(set(train["_hash"]) & set(test["_hash"]))
+        info.update(
+            rule="hub: the source's own test split; validation carved from its train split by the "
+            + SPLIT_RULE.format(arcsec=match_arcsec),
+            seed=seed,
+            val_fraction=val_fraction,
+            identical_pixels_across_hub_train_test=leaked,
+            grouping=res.info["grouping"],
+        )
+    elif split == "grouped":
+        if len(data) != 1:
+            full = datasets.concatenate_datasets(list(data.values()))
+        else:
+            full = next(iter(data.values()))
+        res = _split_one(full, seed, val_fraction, test_fraction, match_arcsec)
+        parts = {name: full.select(res.indices[name]) for name in SPLIT_NAMES}
+        info.update(res.info, rule=SPLIT_RULE.format(arcsec=match_arcsec))
+    else:
+        raise ValueError(f"split={split!r}: use 'grouped' (leak-free, stratified) or 'hub' (the source's own).")
+    n_cls = len(parts["train"].features["label"].names)
+    info["counts"] = {k: len(v) for k, v in parts.items()}
+    info["class_counts"] = {k: np.bincount(v["label"], minlength=n_cls).tolist() for k, v in parts.items()}
+    info["class_names"] = list(parts["train"].features["label"].names)
+    description = json.dumps(info, sort_keys=True)
+    out = {}
+    for k, v in parts.items():
+        v = v.remove_columns("_hash")
+        v.info.description = description
+        out[k] = v
+    return datasets.DatasetDict(out)
+
+
+def load_galaxy_dataset(
+    source: str | os.PathLike,
+    *,
+    seed: int = 0,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+    split: str = "grouped",
+    path: str | os.PathLike | None = None,
+    dataset_name: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    match_arcsec: float = 10.0,
+    **source_kwargs: Any,
+) -> datasets.DatasetDict:
+    """Load a galaxy dataset as a DatasetDict with ``train``, ``validation`` and ``test`` splits.
+
+    Args:
+        source: ``"galaxy10_decals"``, ``"galaxy10_sdss"`` (official astroNN HDF5: ``path``, env var
+            ``GALAXY10_DECALS_PATH``/``GALAXY10_SDSS_PATH``, or download; with ``split="hub"`` the
+            Hugging Face copy), ``"gz1_sdss"`` (real SDSS sample; ``path`` or ``GZ1_SDSS_PATH``),
+            ``"synthetic"`` (kwargs ``n_per_class``, ``image_size``, ``synthetic_seed``), or a path to an
+            astroNN-layout ``.h5``, a ``.parquet`` file, a folder of parquet files or an image folder.
+        seed: split seed. val_fraction, test_fraction: per-class fractions of validation and test.
+        split: ``"grouped"`` (duplicates and images within ``match_arcsec`` kept together, stratified) or
+            ``"hub"`` (the source's own test split; validation carved from its train split).
+        dataset_name: names the classes of a path source (``"galaxy10_decals"``, ``"galaxy10_sdss"``,
+            ``"gz1_sdss"``) when the file does not say.
+        cache_dir: where built datasets are kept (default ``$GALAXY_ATTN_CACHE`` or the HF datasets cache).
+
+    Features: ``image`` (Image), ``label`` (ClassLabel, official names), ``ra``/``dec`` when known, plus
+    source extras (``mask`` for synthetic, ``sdss_objid`` for gz1_sdss). Split rule and counts:
+    :func:`split_info`.
+    """
+    if split not in ("grouped", "hub"):
+        raise ValueError(f"split={split!r}: use 'grouped' (leak-free, stratified) or 'hub' (the source's own).")
+    if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
+        raise ValueError(f"val_fraction={val_fraction}, test_fraction={test_fraction}: each in [0, 1), sum < 1.")
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    plan = _resolve(source, path, dataset_name, split, cache, dict(source_kwargs))
+    ident = {
+        "version": _CACHE_VERSION,
+        "kind": plan["kind"],
+        "name": plan["name"],
+        "files": _file_identity(plan["files"]),
+        "repo": plan.get("repo"),
+        "dataset_name": plan["dataset_name"],
+        "kw": plan["kw"],
+        "split": [split, seed, val_fraction, test_fraction, match_arcsec],
+    }
+    key = hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:24]
+    final = cache / f"{plan['kind']}-{key}"
+    if (final / "dataset_dict.json").is_file():
+        return datasets.load_from_disk(str(final))
+    cache.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".tmp-{key}-", dir=cache))
+    try:
+        dsdict = _build(plan, work, key, seed, val_fraction, test_fraction, split, match_arcsec)
+        dsdict.save_to_disk(str(work / "out"))
+        try:
+            os.replace(work / "out", final)
+        except OSError:
+            if not (final / "dataset_dict.json").is_file():  # another process won the race if it exists
+                raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return datasets.load_from_disk(str(final))

@@ -1,0 +1,160 @@
+"""Leak-free splits: group duplicates and same-sky-position images, then a stratified split of groups.
+
+Rule (``SPLIT_RULE``): images with identical pixels (same SHA-1 of the decoded uint8 array and shape)
+or whose sky positions lie within ``match_arcsec`` (10") of each other are joined into one group
+(union-find through connected components); each group takes the most common label of its members;
+within each class the groups are shuffled with ``numpy.random.default_rng(seed)`` and laid end to end,
+and each group goes to test, validation or train according to where its middle falls on the
+[0, n_class) line cut at ``n_class * test_fraction`` and ``n_class * (test_fraction + val_fraction)``.
+So split sizes follow the fractions per class (stratified) and no group is ever cut (grouped).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from scipy.spatial import cKDTree
+
+__all__ = [
+    "SPLIT_NAMES",
+    "SPLIT_RULE",
+    "SplitResult",
+    "group_images",
+    "grouped_stratified_split",
+    "pixel_hash",
+    "positions_within",
+]
+
+SPLIT_NAMES = ("train", "validation", "test")
+SPLIT_RULE = (
+    "grouped stratified: union of (identical decoded pixels) and (sky separation <= {arcsec} arcsec) "
+    "groups; per class, groups shuffled with numpy default_rng(seed) and cut at the test/validation "
+    "fractions by group midpoint; a group never spans two splits"
+)
+
+
+def pixel_hash(pixels: np.ndarray) -> bytes:
+    """SHA-1 digest of a decoded image array (shape and dtype included)."""
+    arr = np.ascontiguousarray(pixels)
+    h = hashlib.sha1(f"{arr.shape}{arr.dtype}".encode())
+    h.update(arr.data)
+    return h.digest()
+
+
+def positions_within(ra: np.ndarray, dec: np.ndarray, arcsec: float) -> np.ndarray:
+    """Index pairs (M, 2) of positions (degrees) separated by at most ``arcsec``; NaNs are skipped.
+
+    A KD-tree on unit vectors: the chord ``2 sin(theta / 2)`` is exact on the sphere, also near the poles
+    and across ra = 0/360.
+    """
+    ra = np.asarray(ra, dtype=np.float64)
+    dec = np.asarray(dec, dtype=np.float64)
+    ok = np.flatnonzero(np.isfinite(ra) & np.isfinite(dec))
+    if len(ok) < 2:
+        return np.zeros((0, 2), dtype=np.int64)
+    r, d = np.deg2rad(ra[ok]), np.deg2rad(dec[ok])
+    xyz = np.stack([np.cos(d) * np.cos(r), np.cos(d) * np.sin(r), np.sin(d)], axis=1)
+    chord = 2 * np.sin(np.deg2rad(arcsec / 3600) / 2)
+    pairs = cKDTree(xyz).query_pairs(chord * (1 + 1e-9), output_type="ndarray")
+    return ok[pairs].astype(np.int64) if len(pairs) else np.zeros((0, 2), dtype=np.int64)
+
+
+def group_images(
+    hashes: list[bytes] | np.ndarray,
+    ra: np.ndarray | None = None,
+    dec: np.ndarray | None = None,
+    match_arcsec: float = 10.0,
+) -> tuple[np.ndarray, dict[str, int]]:
+    """Group ids (N,) joining identical-pixel images and images within ``match_arcsec``, plus counts."""
+    n = len(hashes)
+    _, inverse = np.unique(np.asarray(hashes, dtype=object).astype("S"), return_inverse=True)
+    inverse = inverse.ravel()
+    # edges: each image to the first image with the same hash, and the close sky pairs
+    first = np.full(inverse.max(initial=-1) + 1, -1, dtype=np.int64)
+    first[inverse[::-1]] = np.arange(n)[::-1]
+    dup = np.stack([np.arange(n), first[inverse]], axis=1)
+    dup = dup[dup[:, 0] != dup[:, 1]]
+    sky = positions_within(ra, dec, match_arcsec) if ra is not None and dec is not None else np.zeros((0, 2), int)
+    edges = np.concatenate([dup, sky]).astype(np.int64)
+    graph = coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(n, n))
+    _, groups = connected_components(graph, directed=False)
+    sizes = np.bincount(groups)
+    stats = {
+        "identical_pixel_pairs": int(len(dup)),
+        "sky_pairs_within_arcsec": int(len(sky)),
+        "groups": int(len(sizes)),
+        "multi_image_groups": int((sizes > 1).sum()),
+        "images_in_multi_image_groups": int(sizes[sizes > 1].sum()),
+    }
+    return groups, stats
+
+
+@dataclass
+class SplitResult:
+    """Row indices per split and what the split did (JSON-able ``info``)."""
+
+    indices: dict[str, np.ndarray]
+    info: dict = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(self.info, sort_keys=True)
+
+
+def grouped_stratified_split(
+    labels: np.ndarray,
+    groups: np.ndarray,
+    *,
+    seed: int = 0,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+    class_names: tuple[str, ...] | None = None,
+) -> SplitResult:
+    """Split rows into train/validation/test, stratified by label, never cutting a group (module doc)."""
+    if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
+        raise ValueError(
+            f"val_fraction={val_fraction} and test_fraction={test_fraction} must be in [0, 1) with sum < 1"
+        )
+    labels = np.asarray(labels, dtype=np.int64)
+    groups = np.asarray(groups, dtype=np.int64)
+    n_groups = int(groups.max(initial=-1) + 1)
+    sizes = np.bincount(groups, minlength=n_groups)
+    # label of a group: its most common label (ties: the smaller id)
+    n_cls = int(labels.max(initial=-1) + 1)
+    counts = np.zeros((n_groups, max(n_cls, 1)), dtype=np.int64)
+    np.add.at(counts, (groups, labels), 1)
+    glabel = counts.argmax(axis=1)
+    mixed = int(((counts > 0).sum(axis=1) > 1).sum())
+
+    rng = np.random.default_rng(seed)
+    gsplit = np.zeros(n_groups, dtype=np.int64)  # 0 train, 1 validation, 2 test
+    for c in range(n_cls):
+        g = np.flatnonzero(glabel == c)
+        if len(g) == 0:
+            continue
+        g = g[rng.permutation(len(g))]
+        end = np.cumsum(sizes[g])
+        mid = end - sizes[g] / 2
+        total = end[-1]
+        cut_test, cut_val = total * test_fraction, total * (test_fraction + val_fraction)
+        gsplit[g] = np.where(mid < cut_test, 2, np.where(mid < cut_val, 1, 0))
+    row_split = gsplit[groups]
+    indices = {name: np.flatnonzero(row_split == k) for k, name in enumerate(SPLIT_NAMES)}
+    class_counts = {
+        name: np.bincount(labels[idx], minlength=n_cls).tolist() for name, idx in indices.items()
+    }
+    info = {
+        "seed": int(seed),
+        "val_fraction": float(val_fraction),
+        "test_fraction": float(test_fraction),
+        "counts": {name: int(len(idx)) for name, idx in indices.items()},
+        "class_counts": class_counts,
+        "groups_with_mixed_labels": mixed,
+    }
+    if class_names is not None:
+        info["class_names"] = list(class_names)
+    return SplitResult(indices=indices, info=info)
