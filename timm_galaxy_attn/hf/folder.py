@@ -1,0 +1,170 @@
+"""Write one model folder that timm and transformers both load.
+
+``save_pretrained_folder(model, folder, label_names=...)`` writes
+
+* ``model.safetensors``: the timm state dict (plain timm keys);
+* ``config.json``: timm's keys (``architecture``, ``num_classes``, ``label_names``, ``model_args``,
+  ``pretrained_cfg``) and transformers' (``model_type``, ``id2label``, ``label2id``, ``architectures``);
+* ``preprocessor_config.json``: the GalaxyAttnImageProcessor of the same data config.
+
+The folder loads with ``timm.create_model("local-dir:FOLDER")``, ``"hf-hub:ORG/NAME"`` once uploaded,
+``AutoModelForImageClassification.from_pretrained(FOLDER)`` and ``pipeline("image-classification", FOLDER)``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import safetensors.torch
+import timm.data
+import torch.nn as nn
+from timm.models import filter_pretrained_cfg
+
+from ..model import WIDTHS, GalaxyAttnVGG
+from .configuration_galaxy_attn import ARCHITECTURES, GalaxyAttnConfig, check_label_names
+from .image_processing_galaxy_attn import DATA_CONFIG_KEYS, GalaxyAttnImageProcessor
+
+__all__ = ["save_pretrained_folder", "config_from_timm_model", "FOLDER_FILES"]
+
+FOLDER_FILES = ("config.json", "model.safetensors", "preprocessor_config.json")
+# pretrained_cfg keys that describe where the source weights came from, not the weights being written.
+_SOURCE_KEYS = ("url", "file", "state_dict", "hf_hub_id", "hf_hub_filename", "source", "tag", "architecture")
+
+
+def _timm_model(model: nn.Module) -> GalaxyAttnVGG:
+    inner = getattr(model, "timm_model", model)  # a GalaxyAttnForImageClassification holds it here
+    inner = getattr(inner, "module", inner)  # DistributedDataParallel / accelerate wrappers
+    inner = getattr(inner, "_orig_mod", inner)  # torch.compile
+    if not isinstance(inner, GalaxyAttnVGG):
+        raise TypeError(
+            f"save_pretrained_folder writes GalaxyAttnVGG models, got {type(model).__name__}. Pass the model from "
+            "timm.create_model('galaxy_attn_vgg_small', ...) (unwrapped: accelerator.unwrap_model(model))."
+        )
+    return inner
+
+
+def config_from_timm_model(
+    model: nn.Module,
+    label_names: Sequence[str],
+    *,
+    data_config: Mapping[str, Any] | None = None,
+    pretrained_cfg: Mapping[str, Any] | None = None,
+) -> GalaxyAttnConfig:
+    """The GalaxyAttnConfig describing ``model`` (a GalaxyAttnVGG), its classes and its preprocessing.
+
+    ``data_config`` (timm keys input_size, interpolation, crop_pct, crop_mode, mean, std) is the eval
+    preprocessing the weights were trained and scored with; by default the model's own
+    (``timm.data.resolve_model_data_config``). ``pretrained_cfg`` adds or overrides pretrained_cfg entries
+    (e.g. ``hf_hub_id``, ``description``).
+    """
+    timm_model = _timm_model(model)
+    names = check_label_names(label_names)
+    if len(names) != timm_model.num_classes:
+        raise ValueError(
+            f"{len(names)} label names for a classifier of {timm_model.num_classes} classes; give one name per "
+            "class, in classifier order."
+        )
+    architecture = timm_model.pretrained_cfg.get("architecture")
+    if architecture not in ARCHITECTURES:
+        raise ValueError(
+            f"Cannot tell which GalaxyAttnVGG variant this model is (pretrained_cfg architecture={architecture!r}); "
+            "create it with timm.create_model('galaxy_attn_vgg_small' or 'galaxy_attn_vgg', ...)."
+        )
+    cfg = filter_pretrained_cfg(dict(timm_model.pretrained_cfg), remove_source=True, remove_null=True)
+    for key in _SOURCE_KEYS:
+        cfg.pop(key, None)
+    resolved = timm.data.resolve_model_data_config(timm_model, args=dict(data_config or {}))
+    cfg.update({key: resolved[key] for key in DATA_CONFIG_KEYS if key in resolved})
+    cfg["input_size"] = (timm_model.in_chans, *cfg["input_size"][1:])
+    cfg.update(dict(pretrained_cfg or {}))
+    cfg["num_classes"] = timm_model.num_classes
+    cfg["label_names"] = names
+    cfg = json.loads(json.dumps(cfg))  # tuples -> lists, as they will read back from config.json
+
+    default_widths = WIDTHS if architecture == "galaxy_attn_vgg" else tuple(w // 2 for w in WIDTHS)
+    widths = list(timm_model.widths) if tuple(timm_model.widths) != default_widths else None
+    return GalaxyAttnConfig.from_label_names(
+        names,
+        architecture=architecture,
+        in_chans=timm_model.in_chans,
+        compatibility=timm_model.compatibility,
+        normalize=timm_model.normalize,
+        attn_position=timm_model.attn_position,
+        stem_stride=timm_model.stem_stride,
+        attention=timm_model.attention,
+        widths=widths,
+        pretrained_cfg=cfg,
+        architectures=["GalaxyAttnForImageClassification"],
+    )
+
+
+def save_pretrained_folder(
+    model: nn.Module,
+    folder: str | os.PathLike,
+    *,
+    label_names: Sequence[str],
+    data_config: Mapping[str, Any] | None = None,
+    pretrained_cfg: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write ``model`` (a GalaxyAttnVGG, or a GalaxyAttnForImageClassification) as one timm + transformers folder.
+
+    Args:
+        model: The trained model (unwrap DDP / accelerate first, or pass it as is: ``.module`` is followed).
+        folder: Directory to create. Written to a temporary sibling and moved into place, so a crash never
+            leaves a half-written folder.
+        label_names: Class names in classifier order (e.g. ``timm_galaxy_attn.class_names("gz1_sdss")``).
+        data_config: The eval preprocessing of the weights (timm data-config keys); default: the model's.
+        pretrained_cfg: Extra pretrained_cfg entries to record (e.g. ``{"hf_hub_id": "org/name"}``).
+        overwrite: Replace an existing folder; without it an existing non-empty folder is an error.
+
+    Returns:
+        The folder path.
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(f"{folder} exists and is not a directory; choose another output folder.")
+    if folder.is_dir() and any(folder.iterdir()) and not overwrite:
+        raise FileExistsError(
+            f"{folder} already holds files; pass overwrite=True to replace it, or choose another folder."
+        )
+    timm_model = _timm_model(model)
+    config = config_from_timm_model(
+        timm_model, label_names, data_config=data_config, pretrained_cfg=pretrained_cfg
+    )
+    processor = GalaxyAttnImageProcessor.from_pretrained_cfg(config.pretrained_cfg)
+    state_dict = {k: v.detach().to("cpu").contiguous() for k, v in timm_model.state_dict().items()}
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+    try:
+        safetensors.torch.save_file(state_dict, tmp / "model.safetensors", metadata={"format": "pt"})
+        config.to_json_file(tmp / "config.json", use_diff=True)
+        processor.to_json_file(tmp / "preprocessor_config.json")
+        _replace_dir(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder
+
+
+def _replace_dir(src: Path, dst: Path) -> None:
+    """Move directory ``src`` to ``dst``, replacing ``dst`` (empty or not) with as short a gap as possible."""
+    if not dst.exists():
+        os.replace(src, dst)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".old", dir=dst.parent))
+    os.rmdir(old)
+    os.replace(dst, old)
+    try:
+        os.replace(src, dst)
+    except BaseException:
+        os.replace(old, dst)
+        raise
+    shutil.rmtree(old, ignore_errors=True)

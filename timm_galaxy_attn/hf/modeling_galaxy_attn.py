@@ -1,0 +1,141 @@
+"""GalaxyAttnForImageClassification: a transformers ``PreTrainedModel`` around the timm GalaxyAttnVGG.
+
+The timm model is the attribute ``timm_model``; a registered checkpoint conversion adds that prefix when
+loading and strips it when saving, so ``model.safetensors`` holds the plain timm keys that
+``timm.create_model(..., pretrained=True)`` loads too (the pattern of transformers' TimmWrapper).
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from typing import Any
+
+import timm
+import torch
+import torch.nn as nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.modeling_outputs import ImageClassifierOutput
+
+from ..attention import capture_attention
+from ..model import GalaxyAttnVGG
+from .configuration_galaxy_attn import GalaxyAttnConfig
+
+__all__ = ["GalaxyAttnPreTrainedModel", "GalaxyAttnForImageClassification"]
+
+
+class GalaxyAttnPreTrainedModel(PreTrainedModel):
+    """Shared loading, initialisation and key layout of the GalaxyAttn transformers models."""
+
+    config_class = GalaxyAttnConfig
+    config: GalaxyAttnConfig
+    base_model_prefix = "timm_model"
+    main_input_name = "pixel_values"
+    input_modalities = ("image",)
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["GalaxyAttnVGG"]
+    model_tags = ["timm", "galaxy-morphology"]
+
+    def _init_weights(self, module: nn.Module) -> None:
+        """GalaxyAttnVGG's own initialisation, applied only to weights a checkpoint did not provide."""
+        if isinstance(module, nn.Conv2d):
+            if module.kernel_size == (1, 1):  # the projector and the attention vectors u
+                init.kaiming_normal_(module.weight, nonlinearity="linear")
+            else:
+                init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, nn.BatchNorm2d):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+            init.zeros_(module.running_mean)
+            init.ones_(module.running_var)
+            init.zeros_(module.num_batches_tracked)
+        elif isinstance(module, nn.Linear):
+            if module is getattr(self.timm_model, "fc", None):
+                init.normal_(module.weight, mean=0.0, std=0.01)
+            else:
+                init.kaiming_normal_(module.weight, nonlinearity="linear")
+            init.zeros_(module.bias)
+
+    def _set_gradient_checkpointing(self, enable: bool = True, *args: Any, **kwargs: Any) -> None:
+        self.timm_model.set_grad_checkpointing(enable)
+
+    def load_state_dict(self, state_dict: dict[str, torch.Tensor], *args: Any, **kwargs: Any):
+        """Accept timm-keyed state dicts too (e.g. a Trainer resuming from a saved folder)."""
+        prefix = f"{self.base_model_prefix}."
+        state_dict = {k if k.startswith(prefix) else prefix + k: v for k, v in state_dict.items()}
+        return super().load_state_dict(state_dict, *args, **kwargs)
+
+    def get_input_embeddings(self) -> None:
+        return None
+
+
+class GalaxyAttnForImageClassification(GalaxyAttnPreTrainedModel):
+    """VGG-att3-concat (Jetley et al. 2018) for galaxy morphology, as a transformers image classifier.
+
+    ``forward(pixel_values, labels=None, output_attentions=None, output_hidden_states=None)`` returns an
+    :class:`~transformers.modeling_outputs.ImageClassifierOutput`: ``logits`` (B, num_labels); ``loss``
+    (cross-entropy) when ``labels`` are given; ``attentions``, the three normalised attention maps (B, H_s, W_s)
+    shallow to deep, when ``output_attentions=True``; ``hidden_states``, the local features l1, l2, l3 and the
+    final map, when ``output_hidden_states=True``.
+    """
+
+    def __init__(self, config: GalaxyAttnConfig) -> None:
+        super().__init__(config)
+        self.timm_model: GalaxyAttnVGG = timm.create_model(
+            config.architecture,
+            pretrained=False,
+            num_classes=config.num_labels,
+            pretrained_cfg_overlay=config.pretrained_cfg or None,
+            **config.timm_model_args(),
+        )
+        self.num_labels = config.num_labels
+        self.post_init()
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs: Any,
+    ) -> ImageClassifierOutput | tuple[torch.Tensor, ...]:
+        """Classify a batch of preprocessed images (see the class docstring for the outputs)."""
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        output_attentions = (
+            output_attentions if output_attentions is not None else self.config.output_attentions
+        )
+        output_hidden_states = (
+            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+        )
+        if output_attentions and not self.config.attention:
+            raise ValueError(
+                "output_attentions=True needs attention estimators, but this model was built with "
+                "attention=False (the ablation); it has no attention maps."
+            )
+        pixel_values = pixel_values.to(self.device, self.dtype)
+        model = self.timm_model
+        attentions = None
+        with capture_attention(model) if output_attentions else nullcontext() as maps:
+            if output_hidden_states:
+                features, intermediates = model.forward_intermediates(pixel_values)
+                logits = model.forward_head(features)
+                hidden_states = tuple(intermediates)
+            else:
+                logits = model(pixel_values)
+                hidden_states = None
+        if output_attentions:
+            attentions = tuple(maps)
+
+        loss = None
+        if labels is not None:
+            loss = self.loss_function(labels, logits, self.config)
+
+        if not return_dict:
+            output = tuple(x for x in (loss, logits, hidden_states, attentions) if x is not None)
+            return output
+        return ImageClassifierOutput(
+            loss=loss, logits=logits, hidden_states=hidden_states, attentions=attentions
+        )
