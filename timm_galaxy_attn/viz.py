@@ -242,10 +242,10 @@ def _compose(
 
 
 def _attention_tiles(
-    image: Any, maps: Any, tile: int, cmap: str, alpha: float, what: str
+    image: Any, maps: Any, tile: int, cmap: str, alpha: float, what: str, maps_what: str
 ) -> list[Image.Image]:
     img = _as_rgb_uint8(image, what)
-    checked = _check_maps(maps, f"maps for {what}")
+    checked = _check_maps(maps, maps_what)
     shown = _display_image(img, tile)
     return [shown] + [_heat_tile(shown, m, cmap, alpha) for m in checked]
 
@@ -280,7 +280,7 @@ def attention_figure(
     _check_style(cmap, alpha)
     img = _as_rgb_uint8(image)
     tile = _tile_side(img.shape[:2])
-    tiles = _attention_tiles(img, maps, tile, cmap, alpha, "image")
+    tiles = _attention_tiles(img, maps, tile, cmap, alpha, "image", "maps")
     return _compose([tiles], tile, col_labels=ATTENTION_LABELS, title=title)
 
 
@@ -303,7 +303,7 @@ def _per_image_maps(maps: Any, n: int) -> list[Any]:
     """Accept maps[i] = the three maps of image i, or the capture_attention list (3 tensors (B, H_s, W_s))."""
     if isinstance(maps, (str, bytes)) or not hasattr(maps, "__len__"):
         raise ValueError("maps must be a sequence")
-    if len(maps) == _NUM_MAPS and all(np.ndim(_to_numpy(m)) == 3 for m in maps):
+    if len(maps) == _NUM_MAPS and all(getattr(m, "ndim", None) == 3 for m in maps):
         batches = [_to_numpy(m) for m in maps]
         if all(b.shape[0] == n for b in batches):
             return [[b[i] for b in batches] for i in range(n)]
@@ -381,7 +381,8 @@ def save_attention_grid(
     row_titles = _check_titles(titles, len(imgs))
     tile = _tile_side([max(im.shape[:2]) for im in imgs])
     rows = [
-        _attention_tiles(im, per_image[i], tile, cmap, alpha, f"images[{i}]") for i, im in enumerate(imgs)
+        _attention_tiles(im, per_image[i], tile, cmap, alpha, f"images[{i}]", f"maps of images[{i}]")
+        for i, im in enumerate(imgs)
     ]
     canvas = _compose(rows, tile, col_labels=ATTENTION_LABELS, row_titles=row_titles, title=title)
     return _save_png(canvas, path)
