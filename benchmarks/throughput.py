@@ -213,7 +213,8 @@ def main() -> None:
 
     print(
         f"torch {torch.__version__}, timm {timm.__version__}, "
-        f"timm_galaxy_attn {timm_galaxy_attn.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}",
+        f"timm_galaxy_attn {timm_galaxy_attn.__version__}, {torch.get_num_threads()} threads, "
+        f"{platform.processor() or platform.machine()}",
         flush=True,
     )
     peaks_before = {
