@@ -1,0 +1,148 @@
+"""The ``galaxy-attn`` command line: ``galaxy-attn predict INPUT... --model NAME_OR_DIR --out catalog.parquet``.
+
+A thin layer over :mod:`timm_galaxy_attn.predict`. Several processes: ``accelerate launch -m
+timm_galaxy_attn predict ...`` (each process takes a share of the inputs; the main one merges).
+Exit status: 0 all rows predicted, 1 some inputs failed (their rows carry an ``error``), 2 usage error
+(missing input, unusable model, existing output of another run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+__all__ = ["build_parser", "main"]
+
+
+def _planes(text: str) -> tuple[int, int, int]:
+    try:
+        planes = tuple(int(p) for p in text.split(","))
+    except ValueError:
+        planes = ()
+    if len(planes) != 3 or sorted(planes) != [0, 1, 2]:
+        raise argparse.ArgumentTypeError(f"{text!r}: give the cube planes for red,green,blue, e.g. 2,1,0")
+    return planes  # type: ignore[return-value]
+
+
+def _swaps(text: str) -> dict[int, int]:
+    swaps: dict[int, int] = {}
+    try:
+        for pair in filter(None, text.split(",")):
+            a, b = (int(v) for v in pair.split(":"))
+            swaps[a], swaps[b] = b, a
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give class-id pairs that swap under a mirror, e.g. 1:2"
+        ) from None
+    return swaps
+
+
+def _bands(text: str) -> str:
+    bands = text.lower()
+    if len(bands) != 3 or len(set(bands)) != 3 or any(b not in "ugrizy" for b in bands):
+        raise argparse.ArgumentTypeError(f"{text!r}: give three distinct bands of ugrizy, e.g. grz")
+    return bands
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``galaxy-attn``."""
+    parser = argparse.ArgumentParser(
+        prog="galaxy-attn", description="Galaxy morphology with an attention CNN."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser(
+        "predict",
+        help="classify galaxy cutouts into a catalogue (parquet/CSV)",
+        description="Classify images, folders, astroNN HDF5 files and FITS cutouts into one catalogue row per galaxy.",
+    )
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders, .h5 files, FITS files")
+    p.add_argument(
+        "--model",
+        required=True,
+        help="timm name with tag (galaxy_attn_vgg_small.galaxy10_decals), a model folder, or hf-hub:ORG/NAME",
+    )
+    p.add_argument("--out", required=True, help="catalogue file, .parquet or .csv (CSV gets a .json sidecar)")
+    p.add_argument("--heatmaps", metavar="DIR", help="write one attention heatmap PNG per galaxy into DIR")
+    p.add_argument("--tta", choices=("none", "d4"), default="none", help="d4: mean over 8 rotations/flips")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--image-size", type=int, help="model input size (default: the model's pretrained_cfg)")
+    p.add_argument(
+        "--precision", choices=("fp32", "bf16"), default="fp32", help="bf16: autocast (faster on AMX CPUs)"
+    )
+    p.add_argument("--channels-last", action="store_true", help="channels_last memory format for the model")
+    p.add_argument("--num-workers", type=int, default=0, help="decoding processes (0: one decoding thread)")
+    p.add_argument(
+        "--device", help="cpu, cuda, cuda:1 ... (default: cuda when available; accelerate's under launch)"
+    )
+    p.add_argument(
+        "--allow-random-weights", action="store_true", help="run with random weights if none are found"
+    )
+    p.add_argument(
+        "--mirror-swap", type=_swaps, help="class ids that swap under a mirror for --tta d4, e.g. 1:2"
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an --out made by a different run")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    fits = p.add_argument_group("FITS")
+    fits.add_argument(
+        "--fits-planes", type=_planes, default=(2, 1, 0), help="cube planes for R,G,B (default 2,1,0)"
+    )
+    fits.add_argument("--fits-bands", type=_bands, help="three bands to use when a group has more, e.g. grz")
+    fits.add_argument(
+        "--lupton-stretch", type=float, default=0.5, help="make_lupton_rgb stretch (default 0.5)"
+    )
+    fits.add_argument("--lupton-q", type=float, default=8.0, help="make_lupton_rgb Q (default 8)")
+    fits.add_argument("--lupton-minimum", type=float, default=0.0, help="make_lupton_rgb minimum (default 0)")
+    return parser
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from .predict import FitsOptions, ModelLoadError, PredictOptions, run_predict
+
+    options = PredictOptions(
+        tta=args.tta,
+        image_size=args.image_size,
+        precision=args.precision,
+        channels_last=args.channels_last,
+        heatmaps=args.heatmaps,
+        mirror_label_swaps=args.mirror_swap,
+        fits=FitsOptions(
+            planes=args.fits_planes,
+            stretch=args.lupton_stretch,
+            q=args.lupton_q,
+            minimum=args.lupton_minimum,
+            bands=args.fits_bands,
+        ),
+    )
+    try:
+        summary = run_predict(
+            args.inputs,
+            args.model,
+            args.out,
+            options=options,
+            batch_size=args.batch_size,
+            num_workers=args.num_workers,
+            device=args.device,
+            allow_random_weights=args.allow_random_weights,
+            overwrite=args.overwrite,
+            progress=not args.no_progress,
+        )
+    except (ModelLoadError, FileNotFoundError, FileExistsError, ValueError) as exc:
+        print(f"galaxy-attn predict: error: {exc}", file=sys.stderr)
+        return 2
+    if not summary.is_main_process:
+        return 0
+    print(summary.text(), file=sys.stderr)
+    return 1 if summary.n_errors else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``galaxy-attn`` console script; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    if args.command == "predict":
+        return _predict(args)
+    raise AssertionError(args.command)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
