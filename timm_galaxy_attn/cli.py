@@ -1,5 +1,6 @@
-"""The ``galaxy-attn`` command line: ``galaxy-attn predict INPUT... --model NAME_OR_DIR --out catalog.parquet``.
+"""The ``galaxy-attn`` command line.
 
+``galaxy-attn predict INPUT... --model NAME_OR_DIR --out catalog.parquet``:
 A thin layer over :mod:`timm_galaxy_attn.predict`. Several processes: ``accelerate launch -m
 timm_galaxy_attn predict ...`` (each process takes a share of the inputs; the main one merges).
 Exit status: 0 all rows predicted, 1 some inputs failed (their rows carry an ``error``), 2 usage error
@@ -54,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "predict",
         help="classify galaxy cutouts into a catalogue (parquet/CSV)",
-        description="Classify images, folders, astroNN HDF5 files and FITS cutouts into one catalogue row per galaxy.",
+        description="Classify images, folders, astroNN HDF5 and FITS cutouts: one catalogue row per galaxy.",
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders, .h5 files, FITS files")
     p.add_argument(

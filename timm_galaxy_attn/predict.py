@@ -49,7 +49,6 @@ import queue
 import re
 import shutil
 import signal
-import sys
 import tempfile
 import threading
 import time
@@ -429,8 +428,8 @@ def _pil_to_rgb(img: Image.Image) -> np.ndarray:
         img = img.convert("RGB" if img.mode != "LA" else "L")
     if img.mode in ("1", "L", "I", "I;16", "I;16B", "I;16L", "F"):
         raise InputError(
-            f"grayscale ({img.mode}) image: the model needs a 3-band colour composite; give the RGB cutout or "
-            "per-band FITS files (NAME_g.fits, NAME_r.fits, NAME_z.fits)"
+            f"grayscale ({img.mode}) image: the model needs a 3-band colour composite; give the RGB "
+            "cutout or per-band FITS files (NAME_g.fits, NAME_r.fits, NAME_z.fits)"
         )
     if img.mode != "RGB":
         img = img.convert("RGB")  # CMYK, YCbCr, ...: colour conversions PIL knows
@@ -1024,7 +1023,8 @@ def _resolve_swaps(loaded: LoadedModel, opts: PredictOptions) -> dict[int, int]:
     if opts.tta == "d4":
         warnings.warn(
             f"Model labels {loaded.label_names} match no known dataset; D4 TTA assumes that no label changes "
-            "under a mirror flip. Pass mirror_label_swaps (--mirror-swap 1:2) if some do (e.g. spiral handedness).",
+            "under a mirror flip. Pass mirror_label_swaps (--mirror-swap 1:2) if some do "
+            "(e.g. spiral handedness).",
             stacklevel=3,
         )
     return {}
@@ -1054,7 +1054,7 @@ def run_predict(
     overwrite: bool = False,
     progress: bool = True,
 ) -> PredictSummary:
-    """Write the catalogue of ``inputs`` to ``out`` (.parquet or .csv), resuming a partial run; see module doc."""
+    """Write the catalogue of ``inputs`` to ``out`` (.parquet/.csv), resuming a partial run (module doc)."""
     import pyarrow.parquet as pq
     from timm.data import resolve_model_data_config
     from tqdm.auto import tqdm
@@ -1130,8 +1130,8 @@ def run_predict(
         if run_file.is_file():
             if json.loads(run_file.read_text()).get("run_fingerprint") != fingerprint:
                 raise FileExistsError(
-                    f"{parts_dir} holds parts of a different run (other inputs, model or options). Delete it, "
-                    "choose another --out, or pass --overwrite."
+                    f"{parts_dir} holds parts of a different run (other inputs, model or options). "
+                    "Delete it, choose another --out, or pass --overwrite."
                 )
         else:
             _write_atomic(run_file, lambda tmp: tmp.write_text(json.dumps(meta, indent=2)))
