@@ -11,8 +11,13 @@ from .load import load_galaxy_dataset, split_info
 from .sources import DataSourceUnavailable
 from .splits import group_images, grouped_stratified_split
 from .synthetic import SyntheticGalaxies, make_synthetic_galaxies
+from .transforms import BatchAugment, create_transform, normalize_batch, prepare_tensors
 
 __all__ = [
+    "BatchAugment",
+    "create_transform",
+    "normalize_batch",
+    "prepare_tensors",
     "DataSourceUnavailable",
     "GalaxyDataError",
     "SyntheticGalaxies",

@@ -1,4 +1,4 @@
-"""Lazy reader of astroNN-layout HDF5 files (``images`` (N, H, W, 3) uint8, ``ans`` (N,), optional ``ra``/``dec``).
+"""Lazy reader of astroNN-layout HDF5 files: ``images`` (N, H, W, 3) uint8, ``ans`` (N,), ``ra``/``dec``.
 
 The images are read ``chunk`` rows at a time (h5py slicing), so a 2.7 GB Galaxy10 DECaLS file never
 sits in memory; only ``ans``/``ra``/``dec`` (a few hundred kB) are read whole, to check them first.
@@ -84,7 +84,9 @@ def inspect_hdf5(path: str | os.PathLike, dataset_name: str | None = None) -> Hd
             )
         n = images.shape[0]
         if ans.shape != (n,):
-            raise GalaxyDataError(f"{path}: key 'ans' has shape {ans.shape}; expected ({n},), one label per image.")
+            raise GalaxyDataError(
+                f"{path}: key 'ans' has shape {ans.shape}; expected ({n},), one label per image."
+            )
         name = _infer_name(path, f, images.shape[1:], dataset_name)
         n_cls = len(DATASET_CLASSES[name])
         labels = _read_all(path, f, "ans")
@@ -93,8 +95,8 @@ def inspect_hdf5(path: str | os.PathLike, dataset_name: str | None = None) -> Hd
         bad = np.flatnonzero((labels < 0) | (labels >= n_cls))
         if len(bad):
             raise GalaxyDataError(
-                f"{path}: key 'ans' row {bad[0]} has label {labels[bad[0]]}, outside 0..{n_cls - 1} of {name} "
-                f"({len(bad)} bad rows in all). Fix the labels or pass the right dataset_name."
+                f"{path}: key 'ans' row {bad[0]} has label {labels[bad[0]]}, outside 0..{n_cls - 1} "
+                f"of {name} ({len(bad)} bad rows in all). Fix the labels or pass the right dataset_name."
             )
         has_radec = "ra" in f and "dec" in f
         if has_radec:

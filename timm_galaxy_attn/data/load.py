@@ -43,7 +43,9 @@ def split_info(dsdict: datasets.DatasetDict) -> dict:
     try:
         return json.loads(ds.info.description)
     except (TypeError, json.JSONDecodeError):
-        raise ValueError("this DatasetDict carries no split info (it was not built by load_galaxy_dataset)") from None
+        raise ValueError(
+            "this DatasetDict carries no split info (it was not built by load_galaxy_dataset)"
+        ) from None
 
 
 def _file_identity(paths: list[Path]) -> list[list]:
@@ -64,7 +66,9 @@ def _features(names: tuple[str, ...], radec: bool, extra: dict | None = None) ->
     return datasets.Features(f)
 
 
-def _from_generator(gen, gen_kwargs: dict, features: datasets.Features, work: Path, key: str) -> datasets.Dataset:
+def _from_generator(
+    gen, gen_kwargs: dict, features: datasets.Features, work: Path, key: str
+) -> datasets.Dataset:
     try:
         return datasets.Dataset.from_generator(
             gen, features=features, gen_kwargs=gen_kwargs, cache_dir=str(work / "gen"), fingerprint=key
@@ -83,13 +87,17 @@ def _synthetic_rows(n_per_class: int, image_size: int, synthetic_seed: int):
 
     syn = make_synthetic_galaxies(n_per_class, image_size, seed=synthetic_seed)
     for img, label, mask in zip(syn.images, syn.labels, syn.masks, strict=True):
-        yield {"image": img, "label": int(label), "mask": mask.astype(np.uint8) * 255, "_hash": pixel_hash(img)}
+        yield {
+            "image": img,
+            "label": int(label),
+            "mask": mask.astype(np.uint8) * 255,
+            "_hash": pixel_hash(img),
+        }
 
 
 def _hash_images(ds: datasets.Dataset, origin: str) -> list[bytes]:
     """Decode every image (checking it is readable) and hash its pixels; errors name the row."""
     from PIL import Image
-
     from tqdm.auto import tqdm
 
     raw = ds.cast_column("image", datasets.Image(decode=False))
@@ -121,7 +129,9 @@ def _check_labels(ds: datasets.Dataset, names: tuple[str, ...] | None, origin: s
     feat = ds.features["label"]
     if isinstance(feat, datasets.ClassLabel):
         if names is not None and tuple(feat.names) != tuple(names):
-            raise GalaxyDataError(f"{origin}: class names {feat.names} differ from the expected {list(names)}.")
+            raise GalaxyDataError(
+                f"{origin}: class names {feat.names} differ from the expected {list(names)}."
+            )
         names = tuple(feat.names)
     elif names is None:
         raise GalaxyDataError(
@@ -152,7 +162,9 @@ def _local_files(path: Path) -> tuple[str, list[Path]]:
             return "hdf5", [path]
         if suffix == ".parquet":
             return "parquet", [path]
-        raise GalaxyDataError(f"{path}: unsupported file type {suffix!r}; give an .h5, a .parquet or a folder.")
+        raise GalaxyDataError(
+            f"{path}: unsupported file type {suffix!r}; give an .h5, a .parquet or a folder."
+        )
     parquet = sorted(path.rglob("*.parquet"))
     if parquet:
         return "parquet", parquet
@@ -162,12 +174,20 @@ def _local_files(path: Path) -> tuple[str, list[Path]]:
     raise GalaxyDataError(f"{path}: folder holds no .parquet files and no images in class sub-folders.")
 
 
-def _resolve(source: str | os.PathLike, path, dataset_name, split, cache_dir: Path, kw: dict) -> dict[str, Any]:
+def _resolve(
+    source: str | os.PathLike, path, dataset_name, split, cache_dir: Path, kw: dict
+) -> dict[str, Any]:
     """A plan: how to read ``source``, its class names and the identity that keys the cache."""
     name = str(source)
     if name == "synthetic":
         kw = {"n_per_class": 100, "image_size": 64, "synthetic_seed": 0, **kw}
-        return {"kind": "synthetic", "name": "synthetic", "files": [], "kw": kw, "dataset_name": "galaxy10_decals"}
+        return {
+            "kind": "synthetic",
+            "name": "synthetic",
+            "files": [],
+            "kw": kw,
+            "dataset_name": "galaxy10_decals",
+        }
     if name == "gz1_sdss":
         p = resolve_gz1_sdss(path)
         return {"kind": "parquet", "name": "gz1_sdss", "files": [p], "kw": kw, "dataset_name": "gz1_sdss"}
@@ -175,11 +195,25 @@ def _resolve(source: str | os.PathLike, path, dataset_name, split, cache_dir: Pa
         if split == "hub":
             if path is not None:
                 kind, files = _local_files(Path(path))
-                return {"kind": kind, "name": name, "files": files, "kw": kw, "dataset_name": name, "root": path}
+                return {
+                    "kind": kind,
+                    "name": name,
+                    "files": files,
+                    "kw": kw,
+                    "dataset_name": name,
+                    "root": path,
+                }
             if name not in HUB_REPOS:
                 raise ValueError(f"{name} has no Hugging Face copy with its own split; use split='grouped'.")
             hub_available(name)
-            return {"kind": "hub", "name": name, "files": [], "kw": kw, "dataset_name": name, "repo": HUB_REPOS[name]}
+            return {
+                "kind": "hub",
+                "name": name,
+                "files": [],
+                "kw": kw,
+                "dataset_name": name,
+                "repo": HUB_REPOS[name],
+            }
         p = resolve_official_file(name, path, cache_dir)
         return {"kind": "hdf5", "name": name, "files": [p], "kw": kw, "dataset_name": name}
     p = Path(source).expanduser()
@@ -187,7 +221,9 @@ def _resolve(source: str | os.PathLike, path, dataset_name, split, cache_dir: Pa
     return {"kind": kind, "name": str(p), "files": files, "kw": kw, "dataset_name": dataset_name, "root": p}
 
 
-def _read_all_rows(plan: dict, work: Path, key: str) -> tuple[datasets.Dataset | datasets.DatasetDict, str | None]:
+def _read_all_rows(
+    plan: dict, work: Path, key: str
+) -> tuple[datasets.Dataset | datasets.DatasetDict, str | None]:
     """Read the source into Arrow (with a ``_hash`` column); returns the data and its dataset name."""
     kind = plan["kind"]
     if kind == "synthetic":
@@ -220,7 +256,9 @@ def _read_all_rows(plan: dict, work: Path, key: str) -> tuple[datasets.Dataset |
     return datasets.DatasetDict(out), plan["dataset_name"]
 
 
-def _split_one(ds: datasets.Dataset, seed: int, val_fraction: float, test_fraction: float, match_arcsec: float):
+def _split_one(
+    ds: datasets.Dataset, seed: int, val_fraction: float, test_fraction: float, match_arcsec: float
+):
     ra = np.asarray(ds["ra"], dtype=np.float64) if "ra" in ds.column_names else None
     dec = np.asarray(ds["dec"], dtype=np.float64) if "dec" in ds.column_names else None
     groups, gstats = group_images(ds["_hash"], ra, dec, match_arcsec)
@@ -237,9 +275,15 @@ def _split_one(ds: datasets.Dataset, seed: int, val_fraction: float, test_fracti
     return res
 
 
-def _build(plan, work: Path, key: str, seed, val_fraction, test_fraction, split, match_arcsec) -> datasets.DatasetDict:
+def _build(
+    plan, work: Path, key: str, seed, val_fraction, test_fraction, split, match_arcsec
+) -> datasets.DatasetDict:
     data, dataset_name = _read_all_rows(plan, work, key)
-    info: dict[str, Any] = {"source": plan["name"], "dataset_name": dataset_name, "match_arcsec": match_arcsec}
+    info: dict[str, Any] = {
+        "source": plan["name"],
+        "dataset_name": dataset_name,
+        "match_arcsec": match_arcsec,
+    }
     if isinstance(data, datasets.Dataset):
         data = datasets.DatasetDict({"train": data})
     if split == "hub":
@@ -249,8 +293,13 @@ def _build(plan, work: Path, key: str, seed, val_fraction, test_fraction, split,
                 f"use split='grouped'."
             )
         train, test = data["train"], data["test"]
-        res = _split_one(train, seed, val_fraction / (1 - test_fraction) if test_fraction < 1 else 0, 0.0, match_arcsec)
-        parts = {"train": train.select(res.indices["train"]), "validation": train.select(res.indices["validation"])}
+        res = _split_one(
+            train, seed, val_fraction / (1 - test_fraction) if test_fraction < 1 else 0, 0.0, match_arcsec
+        )
+        parts = {
+            "train": train.select(res.indices["train"]),
+            "validation": train.select(res.indices["validation"]),
+        }
         parts["test"] = test
         leaked = len(set(train["_hash"]) & set(test["_hash"]))
         info.update(
@@ -270,7 +319,15 @@ def _build(plan, work: Path, key: str, seed, val_fraction, test_fraction, split,
         parts = {name: full.select(res.indices[name]) for name in SPLIT_NAMES}
         info.update(res.info, rule=SPLIT_RULE.format(arcsec=match_arcsec))
     else:
-        raise ValueError(f"split={split!r}: use 'grouped' (leak-free, stratified) or 'hub' (the source's own).")
+        raise ValueError(
+            f"split={split!r}: use 'grouped' (leak-free, stratified) or 'hub' (the source's own)."
+        )
+    empty = [k for k, v in parts.items() if len(v) == 0]
+    if empty:
+        raise GalaxyDataError(
+            f"{plan['name']}: split(s) {empty} would be empty ({len(full) if split == 'grouped' else ''} images, "
+            f"val_fraction={val_fraction}, test_fraction={test_fraction}); use more images or larger fractions."
+        )
     n_cls = len(parts["train"].features["label"].names)
     info["counts"] = {k: len(v) for k, v in parts.items()}
     info["class_counts"] = {k: np.bincount(v["label"], minlength=n_cls).tolist() for k, v in parts.items()}
@@ -317,9 +374,13 @@ def load_galaxy_dataset(
     :func:`split_info`.
     """
     if split not in ("grouped", "hub"):
-        raise ValueError(f"split={split!r}: use 'grouped' (leak-free, stratified) or 'hub' (the source's own).")
+        raise ValueError(
+            f"split={split!r}: use 'grouped' (leak-free, stratified) or 'hub' (the source's own)."
+        )
     if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
-        raise ValueError(f"val_fraction={val_fraction}, test_fraction={test_fraction}: each in [0, 1), sum < 1.")
+        raise ValueError(
+            f"val_fraction={val_fraction}, test_fraction={test_fraction}: each in [0, 1), sum < 1."
+        )
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     plan = _resolve(source, path, dataset_name, split, cache, dict(source_kwargs))
     ident = {

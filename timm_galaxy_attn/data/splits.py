@@ -5,7 +5,8 @@ or whose sky positions lie within ``match_arcsec`` (10") of each other are joine
 (union-find through connected components); each group takes the most common label of its members;
 within each class the groups are shuffled with ``numpy.random.default_rng(seed)`` and laid end to end,
 and each group goes to test, validation or train according to where its middle falls on the
-[0, n_class) line cut at ``n_class * test_fraction`` and ``n_class * (test_fraction + val_fraction)``.
+[0, n_class) line cut at about ``n_class * test_fraction`` and ``n_class * (test_fraction + val_fraction)``
+(integers by largest remainder, so the split sizes add up to the fractions of the whole set).
 So split sizes follow the fractions per class (stratified) and no group is ever cut (grouped).
 """
 
@@ -79,7 +80,11 @@ def group_images(
     first[inverse[::-1]] = np.arange(n)[::-1]
     dup = np.stack([np.arange(n), first[inverse]], axis=1)
     dup = dup[dup[:, 0] != dup[:, 1]]
-    sky = positions_within(ra, dec, match_arcsec) if ra is not None and dec is not None else np.zeros((0, 2), int)
+    sky = (
+        positions_within(ra, dec, match_arcsec)
+        if ra is not None and dec is not None
+        else np.zeros((0, 2), int)
+    )
     edges = np.concatenate([dup, sky]).astype(np.int64)
     graph = coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(n, n))
     _, groups = connected_components(graph, directed=False)
@@ -92,6 +97,20 @@ def group_images(
         "images_in_multi_image_groups": int(sizes[sizes > 1].sum()),
     }
     return groups, stats
+
+
+def _apportion(class_sizes: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """Integer per-class counts near ``class_sizes * fraction`` summing to ``round(N * fraction)``.
+
+    Largest remainders first (ties in random order), so small classes are not all rounded down.
+    """
+    exact = class_sizes * fraction
+    base = np.floor(exact).astype(np.int64)
+    extra = int(round(class_sizes.sum() * fraction)) - int(base.sum())
+    if extra > 0:
+        order = np.lexsort((rng.random(len(exact)), -(exact - base)))
+        base[order[:extra]] += 1
+    return np.minimum(base, class_sizes)
 
 
 @dataclass
@@ -131,6 +150,9 @@ def grouped_stratified_split(
     mixed = int(((counts > 0).sum(axis=1) > 1).sum())
 
     rng = np.random.default_rng(seed)
+    class_sizes = np.bincount(labels, minlength=n_cls)
+    cut_test = _apportion(class_sizes, test_fraction, rng)
+    cut_val = _apportion(class_sizes, test_fraction + val_fraction, rng)
     gsplit = np.zeros(n_groups, dtype=np.int64)  # 0 train, 1 validation, 2 test
     for c in range(n_cls):
         g = np.flatnonzero(glabel == c)
@@ -139,14 +161,10 @@ def grouped_stratified_split(
         g = g[rng.permutation(len(g))]
         end = np.cumsum(sizes[g])
         mid = end - sizes[g] / 2
-        total = end[-1]
-        cut_test, cut_val = total * test_fraction, total * (test_fraction + val_fraction)
-        gsplit[g] = np.where(mid < cut_test, 2, np.where(mid < cut_val, 1, 0))
+        gsplit[g] = np.where(mid < cut_test[c], 2, np.where(mid < cut_val[c], 1, 0))
     row_split = gsplit[groups]
     indices = {name: np.flatnonzero(row_split == k) for k, name in enumerate(SPLIT_NAMES)}
-    class_counts = {
-        name: np.bincount(labels[idx], minlength=n_cls).tolist() for name, idx in indices.items()
-    }
+    class_counts = {name: np.bincount(labels[idx], minlength=n_cls).tolist() for name, idx in indices.items()}
     info = {
         "seed": int(seed),
         "val_fraction": float(val_fraction),
