@@ -86,7 +86,12 @@ def _pixel_splits(dsdict) -> dict[bytes, list[str]]:
 
 
 def _split_of_position(dsdict, ra: float, dec: float) -> list[str]:
-    return [s for s, ds in dsdict.items() for r, d in zip(ds["ra"], ds["dec"]) if r == ra and d == dec]
+    return [
+        s
+        for s, ds in dsdict.items()
+        for r, d in zip(ds["ra"], ds["dec"], strict=True)
+        if r == ra and d == dec
+    ]
 
 
 @pytest.fixture(scope="module")

@@ -325,8 +325,8 @@ def _build(
     empty = [k for k, v in parts.items() if len(v) == 0]
     if empty:
         raise GalaxyDataError(
-            f"{plan['name']}: split(s) {empty} would be empty ({len(full) if split == 'grouped' else ''} images, "
-            f"val_fraction={val_fraction}, test_fraction={test_fraction}); use more images or larger fractions."
+            f"{plan['name']}: split(s) {empty} would be empty (val_fraction={val_fraction}, "
+            f"test_fraction={test_fraction}); use more images or larger fractions."
         )
     n_cls = len(parts["train"].features["label"].names)
     info["counts"] = {k: len(v) for k, v in parts.items()}
