@@ -1,0 +1,39 @@
+"""Shared test set-up: offline Hugging Face libraries, deterministic torch, paths to the real data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# Before any Hugging Face import: a cache miss must fail at once instead of retrying the network.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real images next to the repository (``../shared/data``)."""
+    if not SHARED_DATA.is_dir():
+        raise FileNotFoundError(
+            f"{SHARED_DATA} is missing: the tests expect the project's shared/ folder beside the repository."
+        )
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def decals_examples(shared_data: Path) -> Path:
+    """Ten real Galaxy10 DECaLS galaxies, one per class (PNG files + labels.csv)."""
+    return shared_data / "galaxy10_decals_examples"
