@@ -1,0 +1,134 @@
+"""Official sources offline, the gz1_sdss real sample, parquet/image folders, the synthetic source."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from timm_galaxy_attn.data import DataSourceUnavailable, load_galaxy_dataset, split_info
+from timm_galaxy_attn.data.sources import resolve_gz1_sdss
+from timm_galaxy_attn.labels import GALAXY10_DECALS_CLASSES, GZ1_SDSS_CLASSES
+
+
+@pytest.fixture
+def no_official_files(monkeypatch):
+    for var in ("GALAXY10_DECALS_PATH", "GALAXY10_SDSS_PATH"):
+        monkeypatch.delenv(var, raising=False)
+
+
+@pytest.mark.parametrize(
+    "name, fname, var",
+    [
+        ("galaxy10_decals", "Galaxy10_DECals.h5", "GALAXY10_DECALS_PATH"),
+        ("galaxy10_sdss", "Galaxy10.h5", "GALAXY10_SDSS_PATH"),
+    ],
+)
+def test_offline_fails_fast_with_instructions(tmp_path, monkeypatch, no_official_files, name, fname, var):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    t0 = time.perf_counter()
+    with pytest.raises(DataSourceUnavailable) as err:
+        load_galaxy_dataset(name, cache_dir=tmp_path / "cache")
+    assert time.perf_counter() - t0 < 2.0
+    msg = str(err.value)
+    assert fname in msg and var in msg and "astro.utoronto.ca" in msg and "path=" in msg
+    assert not (tmp_path / "cache" / "downloads" / fname).exists()
+
+
+def test_no_network_fails_fast(tmp_path, monkeypatch, no_official_files):
+    """Not flagged offline, but no connection can open: the probe gives up, the message says where to put the file."""
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+
+    def refuse(*args, **kwargs):
+        raise OSError("network is unreachable (test)")
+
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    t0 = time.perf_counter()
+    with pytest.raises(DataSourceUnavailable, match="cannot be reached.*GALAXY10_DECALS_PATH"):
+        load_galaxy_dataset("galaxy10_decals", cache_dir=tmp_path / "cache")
+    with pytest.raises(DataSourceUnavailable, match="huggingface.co cannot be reached"):
+        load_galaxy_dataset("galaxy10_decals", split="hub", cache_dir=tmp_path / "cache")
+    assert time.perf_counter() - t0 < 2.0
+
+
+def test_hub_split_offline_names_repo(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    with pytest.raises(DataSourceUnavailable, match="matthieulel/galaxy10_decals"):
+        load_galaxy_dataset("galaxy10_decals", split="hub", cache_dir=tmp_path)
+
+
+def test_gz1_sdss_real_sample(tmp_path):
+    dd = load_galaxy_dataset("gz1_sdss", cache_dir=tmp_path)
+    assert sum(len(ds) for ds in dd.values()) == 5665
+    ids = np.concatenate([np.asarray(ds["sdss_objid"]) for ds in dd.values()])
+    assert len(np.unique(ids)) == 5665
+    assert tuple(dd["train"].features["label"].names) == GZ1_SDSS_CLASSES
+    info = split_info(dd)
+    overall = np.array([3948, 352, 371, 848, 48, 98]) / 5665
+    for split, counts in info["class_counts"].items():
+        assert np.abs(np.array(counts) / sum(counts) - overall).max() < 0.02, split
+    assert info["grouping"]["identical_pixel_pairs"] == 0  # checked on decoded pixels: none in this sample
+    assert dd["test"][0]["image"].size == (423, 423)
+
+
+def test_gz1_sdss_location(tmp_path, monkeypatch):
+    found = resolve_gz1_sdss()
+    monkeypatch.chdir(tmp_path)  # from elsewhere, found upward from the package
+    assert resolve_gz1_sdss() == found
+    monkeypatch.setenv("GZ1_SDSS_PATH", str(found.parent))
+    assert resolve_gz1_sdss() == found
+    monkeypatch.setenv("GZ1_SDSS_PATH", str(tmp_path / "missing.parquet"))
+    with pytest.raises(FileNotFoundError, match="GZ1_SDSS_PATH.*missing.parquet"):
+        resolve_gz1_sdss()
+
+
+def test_image_folder_with_duplicate(tmp_path):
+    rng = np.random.default_rng(0)
+    first = None
+    for c, name in enumerate(["Elliptical", "Spiral clockwise"]):
+        (tmp_path / "imgs" / name).mkdir(parents=True)
+        for i in range(10):
+            arr = rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)
+            if c == 0 and i == 1:
+                arr = first  # planted duplicate, saved under another name
+            first = arr if first is None else first
+            Image.fromarray(arr).save(tmp_path / "imgs" / name / f"{i}.png")
+    dd = load_galaxy_dataset(tmp_path / "imgs", cache_dir=tmp_path / "c", val_fraction=0.2, test_fraction=0.2)
+    assert dd["train"].features["label"].names == ["Elliptical", "Spiral clockwise"]
+    assert sum(map(len, dd.values())) == 20
+    assert split_info(dd)["grouping"]["identical_pixel_pairs"] == 1
+
+
+def test_parquet_folder_hub_split(tmp_path):
+    """A local copy of a Hub dataset (train/test parquet files) keeps its own test split."""
+    import datasets
+
+    feats = datasets.Features(
+        {"image": datasets.Image(), "label": datasets.ClassLabel(names=list(GALAXY10_DECALS_CLASSES))}
+    )
+    rng = np.random.default_rng(0)
+    (tmp_path / "hub" / "data").mkdir(parents=True)
+    for split, n in (("train", 60), ("test", 10)):
+        ds = datasets.Dataset.from_dict(
+            {
+                "image": [rng.integers(0, 256, (8, 8, 3), dtype=np.uint8) for _ in range(n)],
+                "label": [i % 10 for i in range(n)],
+            },
+            features=feats,
+        )
+        ds.to_parquet(tmp_path / "hub" / "data" / f"{split}-00000-of-00001.parquet")
+    dd = load_galaxy_dataset("galaxy10_decals", split="hub", path=tmp_path / "hub", cache_dir=tmp_path / "c")
+    assert len(dd["test"]) == 10 and len(dd["train"]) + len(dd["validation"]) == 60
+    assert split_info(dd)["rule"].startswith("hub:")
+
+
+def test_synthetic_source(tmp_path):
+    dd = load_galaxy_dataset("synthetic", n_per_class=10, image_size=32, cache_dir=tmp_path)
+    assert tuple(dd["train"].features["label"].names) == GALAXY10_DECALS_CLASSES
+    row = dd["test"][0]
+    assert row["image"].size == (32, 32) and row["mask"].size == (32, 32)
+    assert [len(dd[s]) for s in ("train", "validation", "test")] == [80, 10, 10]
