@@ -108,7 +108,7 @@ def save_pretrained_folder(
     model: nn.Module,
     folder: str | os.PathLike,
     *,
-    label_names: Sequence[str],
+    label_names: Sequence[str] | None = None,
     data_config: Mapping[str, Any] | None = None,
     pretrained_cfg: Mapping[str, Any] | None = None,
     overwrite: bool = False,
@@ -119,7 +119,8 @@ def save_pretrained_folder(
         model: The trained model (unwrap DDP / accelerate first, or pass it as is: ``.module`` is followed).
         folder: Directory to create. Written to a temporary sibling and moved into place, so a crash never
             leaves a half-written folder.
-        label_names: Class names in classifier order (e.g. ``timm_galaxy_attn.class_names("gz1_sdss")``).
+        label_names: Class names in classifier order (e.g. ``timm_galaxy_attn.class_names("gz1_sdss")``);
+            default: ``model.pretrained_cfg["label_names"]`` when it names ``num_classes`` classes.
         data_config: The eval preprocessing of the weights (timm data-config keys); default: the model's.
         pretrained_cfg: Extra pretrained_cfg entries to record (e.g. ``{"hf_hub_id": "org/name"}``).
         overwrite: Replace an existing folder; without it an existing non-empty folder is an error.
@@ -135,6 +136,13 @@ def save_pretrained_folder(
             f"{folder} already holds files; pass overwrite=True to replace it, or choose another folder."
         )
     timm_model = _timm_model(model)
+    if label_names is None:
+        label_names = timm_model.pretrained_cfg.get("label_names")
+        if label_names is None or len(label_names) != timm_model.num_classes:
+            raise ValueError(
+                f"Give label_names (one per class, {timm_model.num_classes} here): the model's pretrained_cfg "
+                "does not name its classes."
+            )
     config = config_from_timm_model(
         timm_model, label_names, data_config=data_config, pretrained_cfg=pretrained_cfg
     )
