@@ -20,6 +20,12 @@ Every conv is 3x3 + BatchNorm + ReLU. The reference code turns the H/32 map into
 convolution whose kernel is ``image_size / 32``; here it is a global average pool and a Linear, which is
 the same layer at 32x32 input and keeps the parameter count independent of the input size.
 
+A property of the paper's choice ('pc' compatibility with softmax), kept because it is the paper's
+network: ``u . (l_i + g) = u . l_i + u . g`` and the second term, equal at every position, cancels in the
+softmax. So ``g`` (and block 6 that feeds it) changes neither the maps nor the logits and gets no
+gradient; the maps depend on the local features alone. ``compatibility='dp'`` or ``normalize='sigmoid'``
+make ``g`` matter (see tests/test_model.py::test_pc_softmax_makes_g_irrelevant).
+
 Written for timm-galaxy-attn (Apache-2.0).
 """
 
