@@ -1,8 +1,11 @@
 """timm-galaxy-attn: the attention CNN of Jetley et al. (2018) for galaxy morphology (timm, transformers).
 
-Importing this package registers the timm models ``galaxy_attn_vgg`` and ``galaxy_attn_vgg_small``.
+Importing this package registers the timm models ``galaxy_attn_vgg`` and ``galaxy_attn_vgg_small`` and the
+transformers classes (``AutoConfig``, ``AutoModelForImageClassification``, ``AutoImageProcessor``) for
+``model_type="galaxy_attn_vgg"``.
 """
 
+from . import hf  # noqa: E402  (registers the transformers Auto classes)
 from .attention import AttentionEstimator, capture_attention
 from .labels import DATASET_CLASSES, class_names
 from .model import GalaxyAttnVGG
