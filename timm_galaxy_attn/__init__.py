@@ -5,7 +5,7 @@ transformers classes (``AutoConfig``, ``AutoModelForImageClassification``, ``Aut
 ``model_type="galaxy_attn_vgg"``.
 """
 
-from . import hf  # noqa: E402  (registers the transformers Auto classes)
+from . import hf  # noqa: F401  (importing it registers the transformers Auto classes)
 from .attention import AttentionEstimator, capture_attention
 from .labels import DATASET_CLASSES, class_names
 from .model import GalaxyAttnVGG
