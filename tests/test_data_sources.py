@@ -39,7 +39,7 @@ def test_offline_fails_fast_with_instructions(tmp_path, monkeypatch, no_official
 
 
 def test_no_network_fails_fast(tmp_path, monkeypatch, no_official_files):
-    """Not flagged offline, but no connection can open: the probe gives up, the message says where to put the file."""
+    """Not flagged offline but no connection opens: the probe gives up fast and says where to put the file."""
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
 
