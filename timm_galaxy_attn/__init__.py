@@ -2,15 +2,44 @@
 
 Importing this package registers the timm models ``galaxy_attn_vgg`` and ``galaxy_attn_vgg_small`` and the
 transformers classes (``AutoConfig``, ``AutoModelForImageClassification``, ``AutoImageProcessor``) for
-``model_type="galaxy_attn_vgg"``.
+``model_type="galaxy_attn_vgg"``. Data, metrics, pictures and the catalogue engine load on first use.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 from . import hf  # noqa: F401  (importing it registers the transformers Auto classes)
 from .attention import AttentionEstimator, capture_attention
 from .labels import DATASET_CLASSES, class_names
 from .model import GalaxyAttnVGG
+from .predict import predict  # the function shadows the module name: `timm_galaxy_attn.predict(...)`
 
 __version__ = "0.1.0"
+
+# Public names served lazily from their modules, so that `import timm_galaxy_attn` stays light.
+_LAZY = {
+    "load_galaxy_dataset": "data",
+    "make_synthetic_galaxies": "data",
+    "split_info": "data",
+    "prepare_tensors": "data",
+    "BatchAugment": "data",
+    "normalize_batch": "data",
+    "create_transform": "data",
+    "compute_classification_metrics": "metrics",
+    "load_metric": "metrics",
+    "attention_figure": "viz",
+    "save_attention_grid": "viz",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        module = importlib.import_module(f".{_LAZY[name]}", __name__)
+        return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "AttentionEstimator",
@@ -18,4 +47,6 @@ __all__ = [
     "GalaxyAttnVGG",
     "capture_attention",
     "class_names",
+    "predict",
+    *_LAZY,
 ]
