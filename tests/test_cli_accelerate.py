@@ -1,4 +1,4 @@
-"""``accelerate launch -m timm_galaxy_attn predict``: two CPU processes (gloo) give the one-process catalogue."""
+"""``accelerate launch -m timm_galaxy_attn predict``: two CPU processes (gloo) equal one process."""
 
 from __future__ import annotations
 
@@ -7,12 +7,13 @@ import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
-from test_cli import _assert_same_catalogue, _run, setup  # noqa: F401  (setup is a fixture)
+from test_cli import _assert_same_catalogue, _run
+from test_cli import setup as setup  # noqa: F401  (a fixture)
 
 from timm_galaxy_attn.cli import main
 
 
-def test_two_processes_give_the_same_rows_as_one(setup, tmp_path):
+def test_two_processes_give_the_same_rows_as_one(setup, tmp_path):  # noqa: F811
     root, folder, images = setup
     one = tmp_path / "one.parquet"
     assert (
