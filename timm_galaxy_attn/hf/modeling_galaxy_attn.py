@@ -7,9 +7,11 @@ loading and strips it when saving, so ``model.safetensors`` holds the plain timm
 
 from __future__ import annotations
 
+import os
 from contextlib import nullcontext
 from typing import Any
 
+import huggingface_hub.constants
 import timm
 import torch
 import torch.nn as nn
@@ -80,6 +82,21 @@ class GalaxyAttnForImageClassification(GalaxyAttnPreTrainedModel):
     shallow to deep, when ``output_attentions=True``; ``hidden_states``, the local features l1, l2, l3 and the
     final map, when ``output_hidden_states=True``.
     """
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *args: Any, **kwargs: Any):
+        """``PreTrainedModel.from_pretrained``; a Hub id missing from the offline cache names itself in the error."""
+        try:
+            return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        except OSError as e:
+            name = str(pretrained_model_name_or_path)
+            if os.path.isdir(name) or not huggingface_hub.constants.HF_HUB_OFFLINE:
+                raise
+            raise OSError(
+                f"{name!r} is not in the Hugging Face cache ({huggingface_hub.constants.HF_HUB_CACHE}) and "
+                "HF_HUB_OFFLINE=1 forbids downloading it. Unset HF_HUB_OFFLINE to download it, or pass the path "
+                "of a local folder written by hub/publish.py or save_pretrained_folder."
+            ) from e
 
     def __init__(self, config: GalaxyAttnConfig) -> None:
         super().__init__(config)
