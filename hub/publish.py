@@ -51,7 +51,8 @@ DATASETS = {
     "galaxy10_decals": DatasetInfo(
         "Galaxy10 DECaLS",
         "matthieulel/galaxy10_decals",
-        "17,736 colour (g, r, z) 256x256 cutouts from the DESI Legacy Imaging Surveys (DECaLS) in 10 morphology "
+        "17,736 colour (g, r, z) 256x256 cutouts from the DESI Legacy Imaging Surveys (DECaLS) in 10 "
+        "morphology "
         "classes from Galaxy Zoo DECaLS votes, assembled by Leung & Bovy for astroNN",
         ("astronn", "decals", "gzdecals"),
     ),
@@ -110,7 +111,8 @@ BIBTEX = {
   year    = {2000}
 }""",
     "gz1": """@article{lintott2008galaxyzoo,
-  title   = {Galaxy Zoo: morphologies derived from visual inspection of galaxies from the Sloan Digital Sky Survey},
+  title   = {Galaxy Zoo: morphologies derived from visual inspection of galaxies from the Sloan Digital
+             Sky Survey},
   author  = {Lintott, Chris J. and others},
   journal = {Monthly Notices of the Royal Astronomical Society},
   volume  = {389},
@@ -166,7 +168,8 @@ def _check_metrics(metrics: dict[str, Any], path: Path) -> None:
     need = ("accuracy", "macro_f1", "balanced_accuracy", "per_class", "confusion_matrix")
     if not isinstance(test, dict) or any(k not in test for k in need):
         raise PublishError(
-            f"{path} has no complete 'test' section (needs {', '.join(need)}); it was not written by a finished "
+            f"{path} has no complete 'test' section (needs {', '.join(need)}); it was not written by a "
+            "finished "
             "training/train.py run."
         )
 
@@ -349,9 +352,12 @@ def render_model_card(folder: str | os.PathLike) -> str:
 
     add("## Results\n")
     add(
-        f"Scored once on the held-out test split ({test.get('n', n.get('test', 'n/a'))} images) with the weights "
-        f"of the epoch chosen on validation (epoch {metrics.get('best_epoch', 'n/a')} of {metrics.get('epochs', 'n/a')}); "
-        f"seed {metrics.get('seed', 'n/a')}, {size}x{size} px. All numbers come from `metrics.json` in this repository.\n"
+        f"Scored once on the held-out test split ({test.get('n', n.get('test', 'n/a'))} images) with the "
+        "weights "
+        f"of the epoch chosen on validation (epoch {metrics.get('best_epoch', 'n/a')} of "
+        f"{metrics.get('epochs', 'n/a')}); "
+        f"seed {metrics.get('seed', 'n/a')}, {size}x{size} px. All numbers come from `metrics.json` in this "
+        "repository.\n"
     )
     add("| split | images | accuracy | macro-F1 | balanced accuracy | ECE |")
     add("|---|---:|---:|---:|---:|---:|")
@@ -381,8 +387,10 @@ def render_model_card(folder: str | os.PathLike) -> str:
     if attention:
         add("## Attention maps\n")
         add(
-            "Each row is a fixed validation galaxy and the three attention maps (estimators after conv 7, 10 and "
-            "13, shallow to deep) over it, with true and predicted labels, as in the paper's figures 2 and 3.\n"
+            "Each row is a fixed validation galaxy and the three attention maps (estimators after conv 7, 10 "
+            "and "
+            "13, shallow to deep) over it, with true and predicted labels, as in the paper's figures 2 and "
+            "3.\n"
         )
         for fig in attention:
             epoch = int(fig.removeprefix("attention_epoch_").removesuffix(".png"))
@@ -395,13 +403,15 @@ def render_model_card(folder: str | os.PathLike) -> str:
     add("```bash\npip install timm-galaxy-attn\n```\n")
     add("With timm:\n")
     add(
-        "```python\nimport timm\nimport timm_galaxy_attn  # registers galaxy_attn_vgg*\nfrom PIL import Image\n"
+        "```python\nimport timm\nimport timm_galaxy_attn  # registers galaxy_attn_vgg*\nfrom PIL import "
+        "Image\n"
     )
     add(f'model = timm.create_model("{hub_name}", pretrained=True).eval()')
     if timm_name:
         add(f'# or: timm.create_model("{timm_name}", pretrained=True)')
     add(
-        "transform = timm.data.create_transform(**timm.data.resolve_model_data_config(model), is_training=False)\n"
+        "transform = timm.data.create_transform(**timm.data.resolve_model_data_config(model), "
+        "is_training=False)\n"
         'x = transform(Image.open("galaxy.png").convert("RGB")).unsqueeze(0)\n'
         "with timm_galaxy_attn.capture_attention(model) as maps:\n"
         "    probs = model(x).softmax(-1)\n"
@@ -417,13 +427,15 @@ def render_model_card(folder: str | os.PathLike) -> str:
     add(
         "`AutoModelForImageClassification.from_pretrained(...)` loads the same weights; call it with "
         "`output_attentions=True` to get the three attention maps. Without `import timm_galaxy_attn`, "
-        "transformers does not know the model type `galaxy_attn_vgg`: install the package and import it first "
+        "transformers does not know the model type `galaxy_attn_vgg`: install the package and import it "
+        "first "
         "(no `trust_remote_code`).\n"
     )
     crop_pct = float(cfg.get("crop_pct", 1.0))
     add(
         "Preprocessing (the timm eval transform, the same in both libraries): resize the shorter side to "
-        f"{math.floor(size / crop_pct)} px ({cfg.get('interpolation', 'bicubic')}), centre crop {size}x{size} "
+        f"{math.floor(size / crop_pct)} px ({cfg.get('interpolation', 'bicubic')}), centre crop "
+        f"{size}x{size} "
         f"(crop_pct {crop_pct:g}), normalise with mean {cfg.get('mean')} and std {cfg.get('std')}.\n"
     )
 
@@ -445,7 +457,8 @@ def render_model_card(folder: str | os.PathLike) -> str:
         (
             "split",
             f"{split.get('rule', split.get('split', 'n/a'))}; train {n.get('train', 'n/a')}, validation "
-            f"{n.get('validation', 'n/a')}, test {n.get('test', 'n/a')} images; split seed {metrics.get('split_seed', 'n/a')}",
+            f"{n.get('validation', 'n/a')}, test {n.get('test', 'n/a')} images; split seed "
+            f"{metrics.get('split_seed', 'n/a')}",
         ),
         (
             "recipe",
@@ -466,16 +479,19 @@ def render_model_card(folder: str | os.PathLike) -> str:
     add("## Intended use\n")
     add(
         f"Morphological classification of galaxy images like the training set ({info.title}), for research: "
-        "sorting large samples, building catalogues, and looking at where an attention CNN looks. Predictions "
+        "sorting large samples, building catalogues, and looking at where an attention CNN looks. "
+        "Predictions "
         "are probabilities over the classes above; inspect the attention maps before trusting a class.\n"
     )
     add("## Limitations\n")
     add(
-        f"- Trained and scored on {info.title} only. Other surveys, depths, pixel scales, bands or cutout sizes shift "
+        f"- Trained and scored on {info.title} only. Other surveys, depths, pixel scales, bands or cutout "
+        "sizes shift "
         "the images and the scores; re-evaluate on your own labelled sample before use.\n"
         f"- The network sees {size}x{size} px after a centre crop of {_f(cfg.get('crop_pct', 1.0), 2)}: fine "
         "structure (spiral arms, bars, tidal features) is partly lost.\n"
-        "- Labels are volunteer (Galaxy Zoo) majority votes: uncertain for faint or ambiguous galaxies, and the "
+        "- Labels are volunteer (Galaxy Zoo) majority votes: uncertain for faint or ambiguous galaxies, and "
+        "the "
         "class balance of the training set (see the support column) is built into the probabilities.\n"
         "- Mirror images swap the spin classes (clockwise/anticlockwise) where the taxonomy has them.\n"
         "- The attention maps show what the classifier weights, not a physical segmentation of the galaxy.\n"
@@ -485,9 +501,12 @@ def render_model_card(folder: str | os.PathLike) -> str:
     keys = list(ALWAYS_CITED) + [k for k in info.citations if k not in ALWAYS_CITED]
     add("```bibtex\n" + "\n\n".join(BIBTEX[k] for k in keys) + "\n```\n")
     add(
-        "Funding for SDSS has been provided by the Alfred P. Sloan Foundation, the Participating Institutions, "
-        "the U.S. Department of Energy and the National Science Foundation (https://www.sdss.org). Galaxy Zoo "
-        "classifications are the work of its volunteers (https://www.zooniverse.org). Galaxy10 is distributed by "
+        "Funding for SDSS has been provided by the Alfred P. Sloan Foundation, the Participating "
+        "Institutions, "
+        "the U.S. Department of Energy and the National Science Foundation (https://www.sdss.org). Galaxy "
+        "Zoo "
+        "classifications are the work of its volunteers (https://www.zooniverse.org). Galaxy10 is "
+        "distributed by "
         "the astroNN project (https://astronn.readthedocs.io). License of the weights and code: Apache-2.0.\n"
     )
     return "\n".join(lines).rstrip() + "\n"
@@ -539,7 +558,8 @@ def upload_folder(
     theirs = _card_datasets(existing)
     if theirs and set(theirs) != set(ours) and not force:
         raise PublishError(
-            f"{repo_id} already holds a model trained on {theirs}, not {ours}; publish under another --repo-id "
+            f"{repo_id} already holds a model trained on {theirs}, not {ours}; publish under another "
+            "--repo-id "
             "or pass --force to overwrite it."
         )
     api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")

@@ -40,7 +40,7 @@ EXAMPLES = ROOT.parent / "shared" / "data" / "galaxy10_decals_examples"
 
 
 def train_tiny(folder: Path, steps: int = 3) -> Path:
-    """Train galaxy_attn_vgg_small for a few steps on the ten real Galaxy10 DECaLS examples; save the folder."""
+    """Train galaxy_attn_vgg_small a few steps on the ten real Galaxy10 DECaLS examples; save the folder."""
     torch.manual_seed(0)
     model = timm.create_model("galaxy_attn_vgg_small", num_classes=10)
     transform = timm.data.create_transform(**timm.data.resolve_model_data_config(model), is_training=False)
@@ -95,7 +95,8 @@ def test_folder_holds_timm_and_transformers_keys(folder: Path, timm_model: torch
     assert [cfg["id2label"][str(i)] for i in range(10)] == cfg["label_names"]
     assert {cfg["label2id"][n] for n in cfg["label_names"]} == set(range(10))
     assert cfg["model_args"] == {
-        "in_chans": 3, "compatibility": "pc", "normalize": "softmax", "attn_position": "before", "stem_stride": 1,
+        "in_chans": 3, "compatibility": "pc", "normalize": "softmax", "attn_position": "before",
+        "stem_stride": 1,
         "attention": True,
     }  # fmt: skip
     assert cfg["pretrained_cfg"]["input_size"] == [3, 32, 32]

@@ -112,8 +112,10 @@ class GalaxyAttnConfig(PreTrainedConfig):
         unknown = sorted(set(model_args) - set(MODEL_ARG_KEYS))
         if unknown:
             raise ValueError(
-                f"config.json model_args has keys GalaxyAttnVGG does not take: {unknown}. Expected a subset of "
-                f"{list(MODEL_ARG_KEYS)}; re-export the folder with timm_galaxy_attn.hf.save_pretrained_folder."
+                f"config.json model_args has keys GalaxyAttnVGG does not take: {unknown}. Expected a subset "
+                "of "
+                f"{list(MODEL_ARG_KEYS)}; re-export the folder with "
+                "timm_galaxy_attn.hf.save_pretrained_folder."
             )
         config_dict.update(model_args)
         num_classes = config_dict.pop("num_classes", None)
@@ -135,7 +137,7 @@ class GalaxyAttnConfig(PreTrainedConfig):
         return super().from_dict(config_dict, **kwargs)
 
     def to_dict(self) -> dict[str, Any]:
-        """Serialise in timm's layout plus the transformers keys (``model_type``, ``id2label``, ``label2id``)."""
+        """Serialise in timm's layout plus the transformers keys (model_type, id2label, label2id)."""
         output = super().to_dict()
         for key in MODEL_ARG_KEYS:
             output.pop(key, None)

@@ -43,7 +43,8 @@ def _timm_model(model: nn.Module) -> GalaxyAttnVGG:
     inner = getattr(inner, "_orig_mod", inner)  # torch.compile
     if not isinstance(inner, GalaxyAttnVGG):
         raise TypeError(
-            f"save_pretrained_folder writes GalaxyAttnVGG models, got {type(model).__name__}. Pass the model from "
+            f"save_pretrained_folder writes GalaxyAttnVGG models, got {type(model).__name__}. Pass the model "
+            "from "
             "timm.create_model('galaxy_attn_vgg_small', ...) (unwrapped: accelerator.unwrap_model(model))."
         )
     return inner
@@ -67,13 +68,15 @@ def config_from_timm_model(
     names = check_label_names(label_names)
     if len(names) != timm_model.num_classes:
         raise ValueError(
-            f"{len(names)} label names for a classifier of {timm_model.num_classes} classes; give one name per "
+            f"{len(names)} label names for a classifier of {timm_model.num_classes} classes; give one name "
+            "per "
             "class, in classifier order."
         )
     architecture = timm_model.pretrained_cfg.get("architecture")
     if architecture not in ARCHITECTURES:
         raise ValueError(
-            f"Cannot tell which GalaxyAttnVGG variant this model is (pretrained_cfg architecture={architecture!r}); "
+            "Cannot tell which GalaxyAttnVGG variant this model is (pretrained_cfg "
+            f"architecture={architecture!r}); "
             "create it with timm.create_model('galaxy_attn_vgg_small' or 'galaxy_attn_vgg', ...)."
         )
     cfg = filter_pretrained_cfg(dict(timm_model.pretrained_cfg), remove_source=True, remove_null=True)
@@ -113,7 +116,7 @@ def save_pretrained_folder(
     pretrained_cfg: Mapping[str, Any] | None = None,
     overwrite: bool = False,
 ) -> Path:
-    """Write ``model`` (a GalaxyAttnVGG, or a GalaxyAttnForImageClassification) as one timm + transformers folder.
+    """Write ``model`` (GalaxyAttnVGG or GalaxyAttnForImageClassification) as one timm + transformers folder.
 
     Args:
         model: The trained model (unwrap DDP / accelerate first, or pass it as is: ``.module`` is followed).
@@ -140,7 +143,8 @@ def save_pretrained_folder(
         label_names = timm_model.pretrained_cfg.get("label_names")
         if label_names is None or len(label_names) != timm_model.num_classes:
             raise ValueError(
-                f"Give label_names (one per class, {timm_model.num_classes} here): the model's pretrained_cfg "
+                f"Give label_names (one per class, {timm_model.num_classes} here): the model's "
+                "pretrained_cfg "
                 "does not name its classes."
             )
     config = config_from_timm_model(

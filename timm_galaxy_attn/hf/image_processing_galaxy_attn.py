@@ -90,7 +90,8 @@ class GalaxyAttnImageProcessor(BaseImageProcessor):
                 array = np.moveaxis(array, 0, -1)  # tensors are channels-first
             if array.dtype != np.uint8:
                 raise TypeError(
-                    f"GalaxyAttnImageProcessor takes uint8 pixels (0-255), got dtype {array.dtype}; convert the "
+                    f"GalaxyAttnImageProcessor takes uint8 pixels (0-255), got dtype {array.dtype}; convert "
+                    "the "
                     "image with e.g. (x * 255).round().clip(0, 255).astype('uint8'), or pass a PIL image."
                 )
             if array.ndim == 3 and array.shape[-1] == 1:
@@ -100,7 +101,8 @@ class GalaxyAttnImageProcessor(BaseImageProcessor):
             pil = PIL.Image.fromarray(array)
         else:
             raise TypeError(
-                f"GalaxyAttnImageProcessor cannot read a {type(image).__name__}; pass PIL images, uint8 numpy "
+                f"GalaxyAttnImageProcessor cannot read a {type(image).__name__}; pass PIL images, uint8 "
+                "numpy "
                 "arrays (H, W, C) or uint8 tensors (C, H, W)."
             )
         if channels == 3 and pil.mode != "RGB":
@@ -111,11 +113,13 @@ class GalaxyAttnImageProcessor(BaseImageProcessor):
         """Apply the timm eval transform to one image or a list of images."""
         if return_tensors not in (None, "pt"):
             raise ValueError(
-                f"GalaxyAttnImageProcessor returns PyTorch tensors only, got return_tensors={return_tensors!r}."
+                "GalaxyAttnImageProcessor returns PyTorch tensors only, got "
+                f"return_tensors={return_tensors!r}."
             )
         if kwargs:
             raise TypeError(
-                f"GalaxyAttnImageProcessor got unexpected arguments {sorted(kwargs)}; the preprocessing is fixed "
+                f"GalaxyAttnImageProcessor got unexpected arguments {sorted(kwargs)}; the preprocessing is "
+                "fixed "
                 "by the model's data config (input_size, interpolation, crop_pct, mean, std)."
             )
         batched = isinstance(images, list | tuple) or (

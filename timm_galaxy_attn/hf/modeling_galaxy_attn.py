@@ -78,14 +78,14 @@ class GalaxyAttnForImageClassification(GalaxyAttnPreTrainedModel):
 
     ``forward(pixel_values, labels=None, output_attentions=None, output_hidden_states=None)`` returns an
     :class:`~transformers.modeling_outputs.ImageClassifierOutput`: ``logits`` (B, num_labels); ``loss``
-    (cross-entropy) when ``labels`` are given; ``attentions``, the three normalised attention maps (B, H_s, W_s)
-    shallow to deep, when ``output_attentions=True``; ``hidden_states``, the local features l1, l2, l3 and the
-    final map, when ``output_hidden_states=True``.
+    (cross-entropy) when ``labels`` are given; ``attentions``, the three normalised attention maps
+    (B, H_s, W_s) shallow to deep, when ``output_attentions=True``; ``hidden_states``, the local features
+    l1, l2, l3 and the final map, when ``output_hidden_states=True``.
     """
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *args: Any, **kwargs: Any):
-        """``PreTrainedModel.from_pretrained``; a Hub id missing from the offline cache names itself in the error."""
+        """``PreTrainedModel.from_pretrained``; names a Hub id missing from the offline cache."""
         try:
             return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
         except OSError as e:
@@ -94,7 +94,8 @@ class GalaxyAttnForImageClassification(GalaxyAttnPreTrainedModel):
                 raise
             raise OSError(
                 f"{name!r} is not in the Hugging Face cache ({huggingface_hub.constants.HF_HUB_CACHE}) and "
-                "HF_HUB_OFFLINE=1 forbids downloading it. Unset HF_HUB_OFFLINE to download it, or pass the path "
+                "HF_HUB_OFFLINE=1 forbids downloading it. Unset HF_HUB_OFFLINE to download it, or pass the "
+                "path "
                 "of a local folder written by hub/publish.py or save_pretrained_folder."
             ) from e
 

@@ -1,0 +1,260 @@
+"""hub/publish.py: the repository folder and card of a training run; pretrained=True from an offline cache."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+import pytest  # noqa: E402
+import timm  # noqa: E402
+import yaml  # noqa: E402
+
+import timm_galaxy_attn  # noqa: E402, F401
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT.parent / "shared" / "data" / "galaxy10_decals_examples"
+SHIPPED = ROOT / "hub" / "galaxy_attn_vgg_small.gz1_sdss"  # the shipped weights (issue 7), once they land
+REPO_ID = "test-org/galaxy-attn-tiny"
+TAG_REPO_ID = "timm-galaxy-attn/galaxy_attn_vgg_small.galaxy10_decals"  # the tag's own hf_hub_id
+
+spec = importlib.util.spec_from_file_location("publish", ROOT / "hub" / "publish.py")
+publish = importlib.util.module_from_spec(spec)
+sys.modules["publish"] = publish  # dataclasses look their module up there
+spec.loader.exec_module(publish)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny real run of training/train.py (synthetic set: Galaxy10 DECaLS class names, 10 classes)."""
+    out = tmp_path_factory.mktemp("hub_run") / "run"
+    cmd = [
+        sys.executable, str(ROOT / "training" / "train.py"), "--dataset", "synthetic",
+        "--synthetic-per-class", "6", "--model", "galaxy_attn_vgg_small", "--image-size", "32",
+        "--epochs", "1", "--batch-size", "20", "--max-train-samples", "20",
+        "--num-heatmaps", "2", "--output-dir", str(out),
+    ]  # fmt: skip
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TQDM_DISABLE="1")
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    return out
+
+
+@pytest.fixture(scope="module")
+def repo(run_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("hub_repo") / "repo"
+    card_copy = out.parent / "model_card.md"
+    code = publish.main(
+        [str(run_dir), "--repo-id", REPO_ID, "--dry-run", "--out", str(out), "--model-card", str(card_copy)]
+    )
+    assert code == 0
+    return out
+
+
+def split_card(text: str) -> tuple[dict, str]:
+    assert text.startswith("---\n")
+    _, meta, body = text.split("---\n", 2)
+    return yaml.safe_load(meta), body
+
+
+def test_dry_run_folder_and_card(repo: Path, run_dir: Path) -> None:
+    names = sorted(p.name for p in repo.iterdir())
+    assert names == [
+        "README.md",
+        "config.json",
+        "figures",
+        "metrics.json",
+        "model.safetensors",
+        "preprocessor_config.json",
+    ]
+    figures = sorted(p.name for p in (repo / "figures").iterdir())
+    assert figures == ["attention_epoch_001.png", "confusion_matrix.png"]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    meta, body = split_card((repo / "README.md").read_text())
+    assert meta["library_name"] == "timm" and meta["license"] == "apache-2.0"
+    assert meta["pipeline_tag"] == "image-classification" and meta["datasets"] == ["synthetic"]
+    assert {"timm", "transformers", "image-classification"} <= set(meta["tags"])
+    results = meta["model-index"][0]["results"][0]
+    values = {m["type"]: m["value"] for m in results["metrics"]}
+    assert values == {k: metrics["test"][k] for k in ("accuracy", "balanced_accuracy", "ece")} | {
+        "f1": metrics["test"]["macro_f1"]
+    }
+    # every figure is referenced, every reference exists
+    refs = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", body)
+    assert sorted(refs) == sorted(f"figures/{f}" for f in figures)
+    # the per-class table and confusion matrix are metrics.json's numbers
+    for cls, pc in metrics["test"]["per_class"].items():
+        assert (
+            f"| {cls} | {pc['precision']:.4f} | {pc['recall']:.4f} | {pc['f1']:.4f} | {pc['support']} |"
+            in body
+        )
+    for i, row in enumerate(metrics["test"]["confusion_matrix"]):
+        assert f"| {i} {metrics['label_names'][i]} | " + " | ".join(str(v) for v in row) + " |" in body
+    assert f"| test | {metrics['test']['n']} | {metrics['test']['accuracy']:.4f} |" in body
+    # what a reader needs: how to load, the command, limits, citations; no template left
+    for needle in (
+        f'timm.create_model("hf-hub:{REPO_ID}", pretrained=True)',
+        f'pipeline("image-classification", model="{REPO_ID}")',
+        "pip install timm-galaxy-attn",
+        "accelerate launch training/train.py --dataset synthetic",
+        "## Intended use",
+        "## Limitations",
+        "do not classify real galaxies",
+        "Misquith",
+        "Learn To Pay Attention",
+        "Leung, Henry W. and Bovy, Jo",
+        "The Sloan Digital Sky Survey",
+        "Galaxy Zoo",
+    ):
+        assert needle in body, needle
+    assert not re.search(r"\{[a-z_]+\}|TODO|TBD|None\b|nan\b|n/a", body)
+    # the published folder loads in timm with the run's weights and the repo id recorded
+    config = json.loads((repo / "config.json").read_text())
+    assert config["pretrained_cfg"]["hf_hub_id"] == REPO_ID
+    model = timm.create_model(f"local-dir:{repo}", pretrained=True)
+    assert model.pretrained_cfg["label_names"] == metrics["label_names"]
+
+
+def test_card_regenerates_from_the_folder(repo: Path) -> None:
+    card = (repo / "README.md").read_text()
+    assert publish.render_model_card(repo) == card
+    assert (repo.parent / "model_card.md").read_text() == card  # --model-card copies it
+
+
+def test_shipped_model_card_is_in_sync() -> None:
+    """model_card.md is the card of the shipped weights, regenerated from their folder."""
+    card = ROOT / "model_card.md"
+    if not SHIPPED.exists():
+        assert not card.exists(), f"model_card.md exists but its weights folder {SHIPPED} does not"
+        return
+    regenerated = publish.render_model_card(SHIPPED)
+    assert (SHIPPED / "README.md").read_text() == regenerated
+    assert card.read_text() == regenerated, "model_card.md is stale: rerun hub/publish.py with --model-card"
+
+
+def test_publish_refuses_bad_input(run_dir: Path, tmp_path: Path) -> None:
+    assert (
+        publish.main(
+            [str(tmp_path / "nowhere"), "--repo-id", REPO_ID, "--dry-run", "--out", str(tmp_path / "o")]
+        )
+        == 2
+    )
+    with pytest.raises(publish.PublishError, match="ORG/NAME"):
+        publish.build_repo_folder(run_dir, "no-slash", tmp_path / "o")
+    broken = tmp_path / "broken"
+    shutil.copytree(run_dir, broken, ignore=shutil.ignore_patterns("checkpoints", "tensorboard"))
+    metrics = json.loads((broken / "metrics.json").read_text())
+    metrics["label_names"] = list(reversed(metrics["label_names"]))
+    (broken / "metrics.json").write_text(json.dumps(metrics))
+    with pytest.raises(publish.PublishError, match="different runs"):
+        publish.build_repo_folder(broken, REPO_ID, tmp_path / "o")
+    assert not (tmp_path / "o").exists()
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o" / "keep.txt").write_text("x")
+    with pytest.raises(publish.PublishError, match="--force"):
+        publish.build_repo_folder(run_dir, REPO_ID, tmp_path / "o")
+
+
+def test_upload_refuses_a_repo_of_another_dataset(
+    repo: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The existing card's datasets are compared before anything is created or uploaded."""
+    import huggingface_hub
+
+    other = tmp_path / "README.md"
+    other.write_text("---\nlibrary_name: timm\ndatasets:\n- gz1_sdss\n---\n# other\n")
+    calls: list[str] = []
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda *a, **k: str(other))
+    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", lambda self, *a, **k: calls.append("create"))
+    monkeypatch.setattr(
+        huggingface_hub.HfApi, "upload_folder", lambda self, **k: calls.append("upload") or "url"
+    )
+    with pytest.raises(publish.PublishError, match="gz1_sdss"):
+        publish.upload_folder(repo, REPO_ID)
+    assert calls == []
+    assert publish.upload_folder(repo, REPO_ID, force=True) == "url" and calls == ["create", "upload"]
+
+
+def _place_in_cache(folder: Path, cache: Path, repo_id: str, sha: str = "0" * 40) -> None:
+    """Lay ``folder`` out as huggingface_hub's cache does: models--org--name/{refs/main, snapshots/<sha>/}."""
+    base = cache / ("models--" + repo_id.replace("/", "--"))
+    (base / "refs").mkdir(parents=True)
+    (base / "refs" / "main").write_text(sha)
+    shutil.copytree(folder, base / "snapshots" / sha)
+
+
+LOAD_SCRIPT = r"""
+import json, sys
+import torch, timm
+import timm_galaxy_attn
+from PIL import Image
+from transformers import AutoImageProcessor, AutoModelForImageClassification, pipeline
+
+repo_id, tag_repo_id, image_path = sys.argv[1:4]
+x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+out = {}
+with torch.no_grad():
+    out["hf_hub"] = timm.create_model(f"hf-hub:{repo_id}", pretrained=True).eval()(x).tolist()
+    out["overlay"] = timm.create_model("galaxy_attn_vgg_small.galaxy10_decals", pretrained=True,
+        pretrained_cfg_overlay=dict(hf_hub_id=repo_id)).eval()(x).tolist()
+    tag_model = timm.create_model("galaxy_attn_vgg_small.galaxy10_decals", pretrained=True)  # tag_repo_id
+    out["tag"] = tag_model.eval()(x).tolist()
+    model = AutoModelForImageClassification.from_pretrained(repo_id).eval()
+    out["transformers"] = model(pixel_values=x).logits.tolist()
+    image = Image.open(image_path).convert("RGB")
+    probs = model(**AutoImageProcessor.from_pretrained(repo_id)(image)).logits.softmax(-1)[0]
+out["probs"] = {model.config.id2label[i]: p for i, p in enumerate(probs.tolist())}
+result = pipeline("image-classification", model=repo_id)(image, top_k=model.config.num_labels)
+out["pipeline"] = {r["label"]: r["score"] for r in result}
+print(json.dumps(out))
+"""
+
+
+def test_pretrained_from_offline_hf_cache(repo: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "hf" / "hub"
+    _place_in_cache(repo, cache, REPO_ID)
+    _place_in_cache(repo, cache, TAG_REPO_ID)
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"), HF_HUB_CACHE=str(cache))
+    image = sorted(EXAMPLES.glob("*.png"))[0]
+    proc = subprocess.run(
+        [sys.executable, "-c", LOAD_SCRIPT, REPO_ID, TAG_REPO_ID, str(image)],
+        capture_output=True, text=True, env=env, timeout=180,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    reference = timm.create_model(f"local-dir:{repo}", pretrained=True).eval()
+    import torch
+
+    with torch.no_grad():
+        expected = reference(torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)))
+    for key in ("hf_hub", "overlay", "tag", "transformers"):
+        torch.testing.assert_close(torch.tensor(out[key]), expected, rtol=0, atol=1e-5, msg=key)
+    assert out["pipeline"].keys() == out["probs"].keys()
+    for label, p in out["probs"].items():
+        assert abs(out["pipeline"][label] - p) < 1e-5
+
+
+def test_missing_cache_entry_fails_fast_naming_the_repo(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from timm_galaxy_attn.hf import GalaxyAttnForImageClassification
+
+    missing = "test-org/not-in-the-cache"
+    start = time.perf_counter()
+    with pytest.raises(Exception) as info:
+        timm.create_model(f"hf-hub:{missing}", pretrained=True, cache_dir=tmp_path)
+    chain = "".join(traceback.format_exception(info.value))
+    assert missing in chain  # huggingface_hub names the URL of the repo in the chained cause
+    with pytest.raises(OSError, match=missing):
+        GalaxyAttnForImageClassification.from_pretrained(missing, cache_dir=tmp_path)
+    assert time.perf_counter() - start < 5.0
