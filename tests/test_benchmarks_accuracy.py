@@ -1,0 +1,200 @@
+"""benchmarks/accuracy.py on stored fake runs: the table shows what metrics.json holds; bootstrap, TTA,
+temperature scaling and the budget plan (no training)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from timm_galaxy_attn.labels import GZ1_SDSS_CLASSES
+from timm_galaxy_attn.metrics import (
+    bootstrap_intervals,
+    compute_classification_metrics,
+    expected_calibration_error,
+    fit_temperature,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def acc():
+    spec = importlib.util.spec_from_file_location("bench_accuracy", ROOT / "benchmarks" / "accuracy.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_accuracy"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
+def fake_run(folder: Path, seed: int, skill: float, model: str = "galaxy_attn_vgg_small") -> dict:
+    """A stored run as benchmarks/accuracy.py writes it; logits right about `skill` of the time."""
+    rng = np.random.default_rng(seed)
+    names = list(GZ1_SDSS_CLASSES)
+    k = len(names)
+
+    def logits_for(n: int) -> tuple[np.ndarray, np.ndarray]:
+        y = rng.integers(0, k, n)
+        z = rng.normal(0, 1, (n, k))
+        right = rng.random(n) < skill
+        z[np.arange(n), y] += np.where(right, 4.0, 0.0)
+        return (3 * z).astype(np.float32), y  # overconfident: temperature > 1 helps
+
+    val_z, val_y = logits_for(150)
+    test_z, test_y = logits_for(160)
+    tta_probs = _softmax(test_z.astype(np.float64) * 0.8)
+    tta_probs[:10] = np.roll(tta_probs[:10], 1, axis=1)  # TTA changes some predictions
+    probs = _softmax(test_z.astype(np.float64))
+    test = compute_classification_metrics(test_y, test_z.argmax(1), probs, label_names=names)
+    val = compute_classification_metrics(val_y, val_z.argmax(1), _softmax(val_z.astype(np.float64)), names)
+    folder.mkdir(parents=True)
+    metrics = {
+        "test": test,
+        "validation": val,
+        "label_names": names,
+        "seed": seed,
+        "model": model,
+        "recipe": "default",
+        "image_size": 64,
+        "num_params": 1_234_567,
+        "epochs": 7,
+        "best_epoch": 5,
+        "train_time_s": 600.0,
+        "wall_time_s": 660.0,
+        "images_per_s": 52.5,
+    }
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    np.savez(
+        folder / "predictions.npz",
+        val_logits=val_z,
+        val_labels=val_y,
+        test_logits=test_z,
+        test_labels=test_y,
+        val_tta_probs=_softmax(val_z.astype(np.float64)).astype(np.float32),
+        test_tta_probs=tta_probs.astype(np.float32),
+    )
+    bench = {
+        "budget_minutes": 10.0,
+        "calibrated_images_per_s": 60.0,
+        "gflops": 0.37,
+        "max_train_samples": None,
+    }
+    (folder / "bench.json").write_text(json.dumps(bench))
+    return {
+        "metrics": metrics,
+        "test_z": test_z,
+        "test_y": test_y,
+        "val_z": val_z,
+        "val_y": val_y,
+        "tta": tta_probs,
+    }
+
+
+def test_table_numbers_equal_metrics_json(acc, tmp_path):
+    res = tmp_path / "accuracy"
+    ours = [fake_run(res / "ours_small_64s2" / f"seed{s}", s, 0.8) for s in (0, 1, 2)]
+    peer = fake_run(res / "resnet18_64" / "seed0", 7, 0.6, model="resnet18")
+    out = acc.report(res, n_boot=200, quiet=True)
+
+    md = (res / "results.md").read_text()
+    assert json.loads((res / "results.json").read_text())["rows"].keys() == {"ours_small_64s2", "resnet18_64"}
+    for name, run in (("ours_small_64s2", ours[0]), ("resnet18_64", peer)):
+        line = next(ln for ln in md.splitlines() if ln.startswith(f"| {name} |"))
+        test = run["metrics"]["test"]
+        for key in ("accuracy", "balanced_accuracy", "macro_f1"):
+            assert f"{100 * test[key]:.1f} [" in line, (name, key, line)
+            summary = out["rows"][name]["runs"][0]
+            assert summary["test"][key] == pytest.approx(test[key], abs=1e-12)
+        # bootstrap interval as the metrics package computes it, around the point estimate
+        ci = bootstrap_intervals(run["test_y"], run["test_z"].argmax(1), n_boot=200, seed=0, num_classes=6)
+        assert out["rows"][name]["runs"][0]["test"]["ci95"]["macro_f1"] == pytest.approx(list(ci["macro_f1"]))
+        lo, hi = ci["macro_f1"]
+        assert f"{100 * test['macro_f1']:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]" in line
+        # TTA column from the stored D4 probabilities
+        tta = compute_classification_metrics(run["test_y"], run["tta"].argmax(1))
+        assert f"{100 * tta['accuracy']:.1f} / {100 * tta['balanced_accuracy']:.1f} / " in line
+        # temperature fitted on validation, ECE on test before -> after
+        t = fit_temperature(run["val_z"], run["val_y"])
+        after = expected_calibration_error(_softmax(run["test_z"].astype(np.float64) / t), run["test_y"])
+        assert f"{test['ece']:.3f} -> {after:.3f} (T={t:.2f})" in line
+        assert t > 1.0  # the fake logits are overconfident
+
+    # seeds: mean and sample std over the three stored runs
+    agg = out["rows"]["ours_small_64s2"]["aggregate"]
+    f1 = np.array([r["metrics"]["test"]["macro_f1"] for r in ours])
+    assert agg["n_seeds"] == 3 and agg["seeds"] == [0, 1, 2]
+    assert agg["test_macro_f1_mean"] == pytest.approx(f1.mean())
+    assert agg["test_macro_f1_std"] == pytest.approx(f1.std(ddof=1))
+    seed_line = next(ln for ln in md.splitlines() if ln.startswith("| ours_small_64s2 | 0, 1, 2 |"))
+    assert f"{100 * f1.mean():.1f} +- {100 * f1.std(ddof=1):.1f}" in seed_line
+    assert out["rows"]["resnet18_64"]["aggregate"]["test_macro_f1_std"] is None
+
+
+def test_mismatched_logits_and_metrics_are_refused(acc, tmp_path):
+    res = tmp_path / "accuracy"
+    fake_run(res / "ours_small_64s2" / "seed0", 0, 0.8)
+    metrics_path = res / "ours_small_64s2" / "seed0" / "metrics.json"
+    m = json.loads(metrics_path.read_text())
+    m["test"]["macro_f1"] += 0.01
+    metrics_path.write_text(json.dumps(m))
+    with pytest.raises(acc.BenchmarkError, match="macro_f1 from predictions.npz"):
+        acc.report(res, n_boot=50, quiet=True)
+
+
+def test_incomplete_runs_are_not_reported(acc, tmp_path):
+    res = tmp_path / "accuracy"
+    fake_run(res / "ours_small_64s2" / "seed0", 0, 0.8)
+    (res / "ours_small_64s2" / "seed0" / "bench.json").unlink()
+    assert not acc.is_complete(res / "ours_small_64s2" / "seed0")
+    with pytest.raises(acc.BenchmarkError, match="No complete run"):
+        acc.report(res, n_boot=50, quiet=True)
+
+
+def test_budget_plan(acc):
+    # 15 min at 60 img/s over 4532 training images: 54,000 images = 11 full epochs
+    assert acc.plan_epochs(15, 60.0, 4532) == (11, None)
+    # less than one epoch: one epoch on the images the budget pays for
+    assert acc.plan_epochs(1, 20.0, 4532) == (1, 1200)
+
+
+class _ConstantModel(torch.nn.Module):
+    """Always 'clockwise spiral' (class 1), whatever the view: it cannot see chirality."""
+
+    num_classes = 6
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = torch.zeros(x.shape[0], 6)
+        z[:, 1] = 20.0
+        return z
+
+
+def test_d4_tta_undoes_the_mirror_label_swap(acc):
+    cfg = {"mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25)}
+    x = torch.randint(0, 256, (5, 3, 8, 8), dtype=torch.uint8)
+    plain, probs = acc.d4_probs(_ConstantModel(), x, cfg, {1: 2, 2: 1}, bf16=False, batch=2)
+    assert plain.shape == (5, 6) and np.allclose(plain[:, 1], 20.0)
+    # 4 of the 8 views are mirror images: their 'clockwise' is the original's 'anticlockwise'
+    assert np.allclose(probs[:, 1], 0.5, atol=1e-6) and np.allclose(probs[:, 2], 0.5, atol=1e-6)
+    _, no_swap = acc.d4_probs(_ConstantModel(), x, cfg, {}, bf16=False)
+    assert np.allclose(no_swap[:, 1], 1.0, atol=1e-6)
+
+
+def test_rows_are_consistent(acc):
+    assert acc.OUR_BEST in acc.ROWS and acc.BEST_PEER in acc.ROWS
+    assert set(acc.DEFAULT_ORDER) <= set(acc.ROWS) and set(acc.QUICK_ORDER) <= set(acc.ROWS)
+    paper = acc.ROWS["paper_vgg_32"]
+    assert paper.train_args()[:4] == ["--model", "galaxy_attn_vgg", "--recipe", "paper"]
+    ablation = next(r for r in acc.ROWS.values() if r.role == "ablation")
+    assert ablation.model_kwargs()["attention"] is False
+    assert re.fullmatch(r"[a-z0-9_]+", acc.OUR_BEST)
