@@ -32,6 +32,7 @@ import yaml
 __all__ = ["PublishError", "build_repo_folder", "render_model_card", "upload_folder", "main"]
 
 CARD_NAME = "README.md"
+RESULTS_TABLE = "results_table.md"
 FIGURES = "figures"
 
 
@@ -199,9 +200,20 @@ def _attention_figures(run_dir: Path, best_epoch: int | None) -> list[Path]:
 
 
 def build_repo_folder(
-    run_dir: str | os.PathLike, repo_id: str, out: str | os.PathLike, *, overwrite: bool = False
+    run_dir: str | os.PathLike,
+    repo_id: str,
+    out: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    figures_extra: Sequence[str | os.PathLike] = (),
+    results_table: str | os.PathLike | None = None,
 ) -> Path:
-    """Assemble the repository folder of ``run_dir`` in ``out`` (atomic: built aside, then moved in place)."""
+    """Assemble the repository folder of ``run_dir`` in ``out`` (atomic: built aside, then moved in place).
+
+    ``figures_extra``: extra PNGs (e.g. benchmarks/attention.py's per-class grid) copied to ``figures/``
+    and shown in the card under their file name. ``results_table``: a markdown file (e.g. the table of
+    benchmarks/accuracy.py) copied as ``results_table.md`` and included in the card verbatim.
+    """
     import timm
 
     import timm_galaxy_attn  # noqa: F401  (registers the models)
@@ -244,6 +256,14 @@ def build_repo_folder(
             shutil.copy2(run_dir / "confusion_matrix.png", figures / "confusion_matrix.png")
         for png in _attention_figures(run_dir, metrics.get("best_epoch")):
             shutil.copy2(png, figures / f"attention_{png.name}")
+        for extra in map(Path, figures_extra):
+            if extra.suffix.lower() != ".png" or not extra.is_file():
+                raise PublishError(f"--figure {extra}: not a PNG file.")
+            shutil.copy2(extra, figures / extra.name)
+        if results_table is not None:
+            if not Path(results_table).is_file():
+                raise PublishError(f"--results-table {results_table}: file not found.")
+            shutil.copy2(results_table, repo / RESULTS_TABLE)
         kept = {k: v for k, v in metrics.items() if k != "config"}  # the resolved run config is in "command"
         (repo / "metrics.json").write_text(json.dumps(kept, indent=2) + "\n")
         (repo / CARD_NAME).write_text(render_model_card(repo))
@@ -383,19 +403,29 @@ def render_model_card(folder: str | os.PathLike) -> str:
     if "confusion_matrix.png" in figures:
         add(f"![Confusion matrix on the test split]({FIGURES}/confusion_matrix.png)\n")
 
+    if (folder / RESULTS_TABLE).is_file():
+        add("## Comparison\n")
+        add((folder / RESULTS_TABLE).read_text().strip() + "\n")
+        add(f"(From `{RESULTS_TABLE}` in this repository.)\n")
+
     attention = [f for f in figures if f.startswith("attention_epoch_")]
-    if attention:
+    extra = [f for f in figures if f != "confusion_matrix.png" and not f.startswith("attention_epoch_")]
+    if attention or extra:
         add("## Attention maps\n")
         add(
-            "Each row is a fixed validation galaxy and the three attention maps (estimators after conv 7, 10 "
-            "and "
-            "13, shallow to deep) over it, with true and predicted labels, as in the paper's figures 2 and "
-            "3.\n"
+            "Each row is a galaxy and the three attention maps (estimators after conv 7, 10 and 13, shallow "
+            "to "
+            "deep) over it, as in the paper's figures 2 and 3. The per-epoch grids show the same validation "
+            "galaxies, with true and predicted labels, during training.\n"
         )
         for fig in attention:
             epoch = int(fig.removeprefix("attention_epoch_").removesuffix(".png"))
             add(f"![Attention maps after epoch {epoch}]({FIGURES}/{fig})\n")
             add(f"*After epoch {epoch}.*\n")
+        for fig in extra:
+            title = Path(fig).stem.replace("_", " ")
+            add(f"![{title}]({FIGURES}/{fig})\n")
+            add(f"*{title[:1].upper() + title[1:]}.*\n")
 
     hub_name = f"hf-hub:{repo_id}"
     add("## How to use\n")
@@ -596,6 +626,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--model-card", type=Path, default=None, help="also copy the card here (e.g. model_card.md)"
     )
+    p.add_argument(
+        "--figure", action="append", default=[], type=Path, help="extra PNG for the card (repeatable)"
+    )
+    p.add_argument(
+        "--results-table", type=Path, default=None, help="markdown table (e.g. from benchmarks/) for the card"
+    )
     return p.parse_args(argv)
 
 
@@ -603,7 +639,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     out = args.out or args.run_dir / "hub_repo"
     try:
-        folder = build_repo_folder(args.run_dir, args.repo_id, out, overwrite=args.force)
+        folder = build_repo_folder(
+            args.run_dir,
+            args.repo_id,
+            out,
+            overwrite=args.force,
+            figures_extra=args.figure,
+            results_table=args.results_table,
+        )
         if args.model_card is not None:
             tmp = args.model_card.with_name(f".{args.model_card.name}.tmp")
             shutil.copyfile(folder / CARD_NAME, tmp)

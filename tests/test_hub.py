@@ -131,6 +131,25 @@ def test_card_regenerates_from_the_folder(repo: Path) -> None:
     assert (repo.parent / "model_card.md").read_text() == card  # --model-card copies it
 
 
+def test_extra_figure_and_results_table(run_dir: Path, tmp_path: Path) -> None:
+    table = tmp_path / "table.md"
+    table.write_text("| model | macro-F1 |\n|---|---:|\n| galaxy_attn_vgg_small | 0.5000 |\n")
+    grid = next((run_dir / "attention").glob("epoch_*.png"))
+    figure = tmp_path / "per_class_attention.png"
+    shutil.copyfile(grid, figure)
+    out = publish.build_repo_folder(
+        run_dir, REPO_ID, tmp_path / "repo", figures_extra=[figure], results_table=table
+    )
+    card = (out / "README.md").read_text()
+    assert "## Comparison" in card and "| galaxy_attn_vgg_small | 0.5000 |" in card
+    assert "![per class attention](figures/per_class_attention.png)" in card
+    assert (out / "figures" / "per_class_attention.png").is_file()
+    assert publish.render_model_card(out) == card
+    with pytest.raises(publish.PublishError, match="not a PNG"):
+        publish.build_repo_folder(run_dir, REPO_ID, tmp_path / "r2", figures_extra=[table])
+    assert not (tmp_path / "r2").exists()
+
+
 def test_shipped_model_card_is_in_sync() -> None:
     """model_card.md is the card of the shipped weights, regenerated from their folder."""
     card = ROOT / "model_card.md"
