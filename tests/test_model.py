@@ -335,3 +335,10 @@ def test_bf16_channels_last_matches_fp32():
 def test_package_version_and_exports():
     assert timm_galaxy_attn.__version__
     assert callable(timm_galaxy_attn.capture_attention)
+
+
+def test_missing_hub_weights_offline_name_the_repo():
+    """No tag's weights are in the test machine's cache; offline, the error names the repo and the fix."""
+    repo = r"'timm-galaxy-attn/galaxy_attn_vgg_small\.galaxy10_sdss'"
+    with pytest.raises(RuntimeError, match=repo + r".*local-dir:"):
+        timm.create_model("galaxy_attn_vgg_small.galaxy10_sdss", pretrained=True, **TINY)

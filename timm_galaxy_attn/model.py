@@ -38,6 +38,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models._builder import resolve_pretrained_cfg
 from timm.models._features import feature_take_indices
 
 from .attention import COMPATIBILITIES, NORMALIZATIONS, AttentionEstimator, check_choice
@@ -301,14 +302,39 @@ class GalaxyAttnVGG(nn.Module):
         return take_indices
 
 
+def _missing_hub_weights(error: BaseException) -> bool:
+    from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
+
+    while error is not None:
+        if isinstance(error, (LocalEntryNotFoundError, OfflineModeIsEnabled)):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
 def _create_galaxy_attn_vgg(variant: str, pretrained: bool = False, **kwargs: Any) -> GalaxyAttnVGG:
-    return build_model_with_cfg(
-        GalaxyAttnVGG,
-        variant,
-        pretrained,
-        feature_cfg=dict(feature_cls="getter", out_indices=(0, 1, 2, 3)),
-        **kwargs,
-    )
+    try:
+        return build_model_with_cfg(
+            GalaxyAttnVGG,
+            variant,
+            pretrained,
+            feature_cfg=dict(feature_cls="getter", out_indices=(0, 1, 2, 3)),
+            **kwargs,
+        )
+    except Exception as error:
+        if not (pretrained and _missing_hub_weights(error)):
+            raise
+        cfg = resolve_pretrained_cfg(
+            variant, kwargs.get("pretrained_cfg"), kwargs.get("pretrained_cfg_overlay")
+        ).to_dict()
+        repo = cfg.get("hf_hub_id") or "(no hf_hub_id)"
+        tag = f"{variant}.{cfg['tag']}" if cfg.get("tag") else variant
+        raise RuntimeError(
+            f"The weights of {tag!r} live in the Hugging Face Hub repository {repo!r}, which is not in the "
+            "local cache and cannot be downloaded (offline or no network). Download it where there is a "
+            f"network (`hf download {repo}`) and copy the cache, or load a local folder with "
+            "timm.create_model('local-dir:PATH')."
+        ) from error
 
 
 # Per-channel statistics of the real SDSS sample (all 5,665 gz1_sdss images, central half), printed by
