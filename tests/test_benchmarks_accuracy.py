@@ -81,7 +81,6 @@ def fake_run(folder: Path, seed: int, skill: float, model: str = "galaxy_attn_vg
         val_labels=val_y,
         test_logits=test_z,
         test_labels=test_y,
-        val_tta_probs=_softmax(val_z.astype(np.float64)).astype(np.float32),
         test_tta_probs=tta_probs.astype(np.float32),
     )
     bench = {
@@ -103,13 +102,13 @@ def fake_run(folder: Path, seed: int, skill: float, model: str = "galaxy_attn_vg
 
 def test_table_numbers_equal_metrics_json(acc, tmp_path):
     res = tmp_path / "accuracy"
-    ours = [fake_run(res / "ours_small_64s2" / f"seed{s}", s, 0.8) for s in (0, 1, 2)]
+    ours = [fake_run(res / "ours_small_32s1" / f"seed{s}", s, 0.8) for s in (0, 1, 2)]
     peer = fake_run(res / "resnet18_64" / "seed0", 7, 0.6, model="resnet18")
     out = acc.report(res, n_boot=200, quiet=True)
 
     md = (res / "results.md").read_text()
-    assert json.loads((res / "results.json").read_text())["rows"].keys() == {"ours_small_64s2", "resnet18_64"}
-    for name, run in (("ours_small_64s2", ours[0]), ("resnet18_64", peer)):
+    assert json.loads((res / "results.json").read_text())["rows"].keys() == {"ours_small_32s1", "resnet18_64"}
+    for name, run in (("ours_small_32s1", ours[0]), ("resnet18_64", peer)):
         line = next(ln for ln in md.splitlines() if ln.startswith(f"| {name} |"))
         test = run["metrics"]["test"]
         for key in ("accuracy", "balanced_accuracy", "macro_f1"):
@@ -131,20 +130,20 @@ def test_table_numbers_equal_metrics_json(acc, tmp_path):
         assert t > 1.0  # the fake logits are overconfident
 
     # seeds: mean and sample std over the three stored runs
-    agg = out["rows"]["ours_small_64s2"]["aggregate"]
+    agg = out["rows"]["ours_small_32s1"]["aggregate"]
     f1 = np.array([r["metrics"]["test"]["macro_f1"] for r in ours])
     assert agg["n_seeds"] == 3 and agg["seeds"] == [0, 1, 2]
     assert agg["test_macro_f1_mean"] == pytest.approx(f1.mean())
     assert agg["test_macro_f1_std"] == pytest.approx(f1.std(ddof=1))
-    seed_line = next(ln for ln in md.splitlines() if ln.startswith("| ours_small_64s2 | 0, 1, 2 |"))
+    seed_line = next(ln for ln in md.splitlines() if ln.startswith("| ours_small_32s1 | 0, 1, 2 |"))
     assert f"{100 * f1.mean():.1f} +- {100 * f1.std(ddof=1):.1f}" in seed_line
     assert out["rows"]["resnet18_64"]["aggregate"]["test_macro_f1_std"] is None
 
 
 def test_mismatched_logits_and_metrics_are_refused(acc, tmp_path):
     res = tmp_path / "accuracy"
-    fake_run(res / "ours_small_64s2" / "seed0", 0, 0.8)
-    metrics_path = res / "ours_small_64s2" / "seed0" / "metrics.json"
+    fake_run(res / "ours_small_32s1" / "seed0", 0, 0.8)
+    metrics_path = res / "ours_small_32s1" / "seed0" / "metrics.json"
     m = json.loads(metrics_path.read_text())
     m["test"]["macro_f1"] += 0.01
     metrics_path.write_text(json.dumps(m))
@@ -154,16 +153,18 @@ def test_mismatched_logits_and_metrics_are_refused(acc, tmp_path):
 
 def test_incomplete_runs_are_not_reported(acc, tmp_path):
     res = tmp_path / "accuracy"
-    fake_run(res / "ours_small_64s2" / "seed0", 0, 0.8)
-    (res / "ours_small_64s2" / "seed0" / "bench.json").unlink()
-    assert not acc.is_complete(res / "ours_small_64s2" / "seed0")
+    fake_run(res / "ours_small_32s1" / "seed0", 0, 0.8)
+    (res / "ours_small_32s1" / "seed0" / "bench.json").unlink()
+    assert not acc.is_complete(res / "ours_small_32s1" / "seed0")
     with pytest.raises(acc.BenchmarkError, match="No complete run"):
         acc.report(res, n_boot=50, quiet=True)
 
 
 def test_budget_plan(acc):
-    # 15 min at 60 img/s over 4532 training images: 54,000 images = 11 full epochs
-    assert acc.plan_epochs(15, 60.0, 4532) == (11, None)
+    # 15 min at 60 img/s over 4532 training images: 54,000 images = 11.9 epochs -> 12
+    assert acc.plan_epochs(15, 60.0, 4532) == (12, None)
+    assert acc.plan_epochs(4, 31.0, 4532) == (2, None)  # 1.64 epochs
+    assert acc.plan_epochs(3, 31.0, 4532) == (1, None)  # 1.23 epochs
     # less than one epoch: one epoch on the images the budget pays for
     assert acc.plan_epochs(1, 20.0, 4532) == (1, 1200)
 

@@ -1,0 +1,492 @@
+"""What the three attention estimators look at, measured (synthetic masks, real galaxies, across epochs).
+
+    python benchmarks/attention.py --model hub/galaxy_attn_vgg_small.gz1_sdss \\
+        --epochs-run /work/notes/runs/accuracy_5min/ours_small_64s2/seed0
+
+(a) ``synthetic``: a galaxy_attn_vgg_small trained on the synthetic set (``training/train.py --dataset
+    synthetic``; trained by this script into ``--synthetic-run`` unless that folder holds a finished run)
+    looks at fresh synthetic galaxies (another generator seed) whose class-defining structure is known
+    (``make_synthetic_galaxies(...).masks``). Reported: the share of each estimator's attention mass inside
+    the mask, and the same share for three null maps: uniform, brightness-proportional and a centred Gaussian.
+(b) ``real``: the shipped model on real gz1_sdss validation galaxies: per image, Spearman rank correlation and
+    top-20% IoU of each map with the brightness map and with the centre prior (and, for scale, the two nulls
+    with each other). Is an estimator more than a brightness detector?
+(c) ``epochs``: one training run's checkpoints, one per epoch (kept by the synthetic run here and by
+    benchmarks/accuracy.py for its "ours" and "paper" rows), re-scored on held-out galaxies (real validation
+    images, or fresh synthetic ones for a synthetic run): normalised entropy of each map (1 = uniform,
+    "blank") and the largest single-position mass, beside the run's train / validation accuracy. The paper
+    (figures 2-3) saw the first estimator go blank once the network overfits.
+
+Maps are compared at the estimator's own resolution: images, masks and priors are area-averaged down to it.
+Softmax maps sum to 1; sigmoid maps are divided by their sum first. Writes ``results.json`` and
+``results.md`` under ``--out`` and the pictures under ``docs/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+TOP_FRACTION = 0.2
+BLANK_ENTROPY = 0.98  # normalised entropy above which a map is called blank (near uniform)
+PEAKED_MASS = 0.5  # largest single-position mass above which a map is called collapsed to one pixel
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Map arithmetic (numpy / torch, no model)
+# ----------------------------------------------------------------------------------------------------------
+
+
+def area_resize(a: np.ndarray | torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+    """(N, H, W) -> (N, h, w) by area averaging (adaptive average pooling)."""
+    t = torch.as_tensor(np.asarray(a, dtype=np.float64)).unsqueeze(1)
+    return F.adaptive_avg_pool2d(t, size).squeeze(1).numpy()
+
+
+def as_distribution(maps: np.ndarray) -> np.ndarray:
+    """Each (h, w) map scaled to sum to 1 (a softmax map is unchanged)."""
+    m = np.clip(np.asarray(maps, dtype=np.float64), 0, None)
+    s = m.sum(axis=(1, 2), keepdims=True)
+    return np.where(s > 0, m / np.where(s > 0, s, 1), 1.0 / (m.shape[1] * m.shape[2]))
+
+
+def brightness(images_hwc: np.ndarray) -> np.ndarray:
+    """(N, H, W, 3) uint8 -> (N, H, W) mean of the three bands."""
+    return np.asarray(images_hwc, dtype=np.float64).mean(axis=-1)
+
+
+def centre_prior(n: int, size: tuple[int, int], sigma_frac: float = 1 / 6) -> np.ndarray:
+    """A centred isotropic Gaussian (sigma = sigma_frac of the side), one per image, summing to 1."""
+    h, w = size
+    yy, xx = np.meshgrid((np.arange(h) + 0.5) / h - 0.5, (np.arange(w) + 0.5) / w - 0.5, indexing="ij")
+    g = np.exp(-(xx**2 + yy**2) / (2 * sigma_frac**2))
+    return np.broadcast_to(g / g.sum(), (n, h, w)).copy()
+
+
+def null_maps(images_hwc: np.ndarray, size: tuple[int, int]) -> dict[str, np.ndarray]:
+    """Uniform, brightness-proportional and centred-Gaussian maps at ``size``, each summing to 1."""
+    n = len(images_hwc)
+    return {
+        "uniform": np.full((n, *size), 1.0 / (size[0] * size[1])),
+        "brightness": as_distribution(area_resize(brightness(images_hwc), size)),
+        "centre": centre_prior(n, size),
+    }
+
+
+def mass_inside(maps: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """Per image: attention mass inside the mask; the mask is area-averaged to the map (fractional cells)."""
+    m = as_distribution(maps)
+    frac = area_resize(masks.astype(np.float64), m.shape[1:])
+    return (m * frac).sum(axis=(1, 2))
+
+
+def _ranks(v: np.ndarray) -> np.ndarray:
+    """Average ranks along the last axis (ties share their mean rank)."""
+    from scipy.stats import rankdata
+
+    return rankdata(v, axis=-1)
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per image Spearman rank correlation of two (N, h, w) maps (0 where a map is constant)."""
+    ra, rb = _ranks(a.reshape(len(a), -1)), _ranks(b.reshape(len(b), -1))
+    ra, rb = ra - ra.mean(1, keepdims=True), rb - rb.mean(1, keepdims=True)
+    den = np.sqrt((ra**2).sum(1) * (rb**2).sum(1))
+    return np.where(den > 0, (ra * rb).sum(1) / np.where(den > 0, den, 1), 0.0)
+
+
+def top_iou(a: np.ndarray, b: np.ndarray, fraction: float = TOP_FRACTION) -> np.ndarray:
+    """Per image IoU of the top ``fraction`` positions of two (N, h, w) maps (ties broken by position)."""
+    flat_a, flat_b = a.reshape(len(a), -1), b.reshape(len(b), -1)
+    k = max(1, int(round(fraction * flat_a.shape[1])))
+    top_a = np.zeros(flat_a.shape, dtype=bool)
+    top_b = np.zeros(flat_b.shape, dtype=bool)
+    np.put_along_axis(top_a, np.argsort(-flat_a, axis=1, kind="stable")[:, :k], True, axis=1)
+    np.put_along_axis(top_b, np.argsort(-flat_b, axis=1, kind="stable")[:, :k], True, axis=1)
+    return (top_a & top_b).sum(1) / (top_a | top_b).sum(1)
+
+
+def normalised_entropy(maps: np.ndarray) -> np.ndarray:
+    """Per image entropy of the map as a distribution over positions, divided by log(positions)."""
+    p = as_distribution(maps).reshape(len(maps), -1)
+    h = -(p * np.log(np.where(p > 0, p, 1))).sum(1)
+    return h / np.log(p.shape[1])
+
+
+def peak_mass(maps: np.ndarray) -> np.ndarray:
+    return as_distribution(maps).reshape(len(maps), -1).max(1)
+
+
+def _stats(v: np.ndarray) -> dict[str, float]:
+    v = np.asarray(v, dtype=np.float64)
+    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "n": int(len(v))}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Model plumbing
+# ----------------------------------------------------------------------------------------------------------
+
+
+def load(spec: str | Path):
+    """(model in eval mode, its data config) from a model folder or a timm name with pretrained weights."""
+    import timm
+
+    from timm_galaxy_attn.predict import load_model
+
+    model = load_model(spec).model.eval()
+    return model, timm.data.resolve_data_config(model=model)
+
+
+@torch.no_grad()
+def attention_maps(model, x_uint8: torch.Tensor, data_config: dict[str, Any], batch: int = 128):
+    """(logits (N, K), [3 maps (N, h_i, w_i)]) for uint8 images (N, 3, S, S), fp32."""
+    import timm_galaxy_attn
+    from timm_galaxy_attn.data import normalize_batch
+
+    logits, maps = [], [[], [], []]
+    with timm_galaxy_attn.capture_attention(model) as captured:
+        for i in range(0, len(x_uint8), batch):
+            logits.append(model(normalize_batch(x_uint8[i : i + batch], data_config)).float())
+            for j in range(3):
+                maps[j].append(captured[j].cpu())
+    return torch.cat(logits).numpy(), [torch.cat(m).numpy() for m in maps]
+
+
+def class_sample(labels: np.ndarray, per_class: int, num_classes: int) -> list[int]:
+    """The first ``per_class`` indices of each class (fewer when a class has fewer)."""
+    out: list[int] = []
+    for c in range(num_classes):
+        out.extend(np.flatnonzero(labels == c)[:per_class].tolist())
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------
+# (a) synthetic
+# ----------------------------------------------------------------------------------------------------------
+
+
+def train_synthetic(run_dir: Path, epochs: int, per_class: int) -> None:
+    """A small galaxy_attn_vgg_small run on the synthetic set through training/train.py (resumable)."""
+    if (run_dir / "metrics.json").is_file():
+        return
+    cmd = [
+        sys.executable,
+        str(ROOT / "training" / "train.py"),
+        "--dataset",
+        "synthetic",
+        "--synthetic-per-class",
+        str(per_class),
+        "--model",
+        "galaxy_attn_vgg_small",
+        "--image-size",
+        "32",
+        "--epochs",
+        str(epochs),
+        "--num-heatmaps",
+        "10",
+        "--keep-checkpoints",
+        "1000",
+        "--output-dir",
+        str(run_dir),
+    ]
+    if (run_dir / "train_config.json").is_file():
+        cmd.append("--resume")
+    print("training the synthetic model:", " ".join(cmd[1:]), flush=True)
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    subprocess.run(cmd, cwd=ROOT, env=env, check=True)
+
+
+def part_synthetic(run_dir: Path, n_per_class: int, seed: int, picture: Path | None) -> dict[str, Any]:
+    from timm_galaxy_attn.data import make_synthetic_galaxies
+    from timm_galaxy_attn.viz import save_attention_grid
+
+    model, data_config = load(run_dir / "model")
+    size = int(data_config["input_size"][-1])
+    syn = make_synthetic_galaxies(n_per_class, size, seed=seed)
+    x = torch.from_numpy(syn.images).permute(0, 3, 1, 2).contiguous()
+    logits, maps = attention_maps(model, x, data_config)
+    run_metrics = json.loads((run_dir / "metrics.json").read_text())
+    out: dict[str, Any] = {
+        "run": str(run_dir),
+        "run_test_accuracy": run_metrics["test"]["accuracy"],
+        "images": int(len(x)),
+        "generator_seed": seed,
+        "accuracy_on_these": float((logits.argmax(1) == syn.labels).mean()),
+        "mask_area_fraction": _stats(syn.masks.reshape(len(x), -1).mean(1)),
+        "estimators": {},
+    }
+    for j, m in enumerate(maps):
+        nulls = null_maps(syn.images, m.shape[1:])
+        share = mass_inside(m, syn.masks)
+        entry = {"map_size": list(m.shape[1:]), "attention": _stats(share)}
+        for name, null in nulls.items():
+            null_share = mass_inside(null, syn.masks)
+            entry[name] = _stats(null_share)
+            entry[f"beats_{name}"] = float((share > null_share).mean())
+        out["estimators"][f"attn{j + 1}"] = entry
+    if picture is not None:
+        idx = class_sample(syn.labels, 1, len(syn.class_names))
+        titles = [
+            f"true: {syn.class_names[syn.labels[i]]} | pred: {syn.class_names[logits[i].argmax()]}"
+            for i in idx
+        ]
+        save_attention_grid(
+            [syn.images[i] for i in idx],
+            [[m[i] for m in maps] for i in idx],
+            picture,
+            titles=titles,
+            title="synthetic galaxies: image, attention 1-3",
+        )
+        out["picture"] = str(picture.relative_to(ROOT))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------
+# (b) real galaxies
+# ----------------------------------------------------------------------------------------------------------
+
+
+def real_validation(data_config: dict[str, Any], limit: int | None):
+    from timm_galaxy_attn.data import load_galaxy_dataset, prepare_tensors
+
+    ds = load_galaxy_dataset("gz1_sdss", seed=0)["validation"]
+    names = list(ds.features["label"].names)
+    x, y = prepare_tensors(ds, data_config)
+    if limit is not None and limit < len(y):
+        x, y = x[:limit], y[:limit]
+    return x, y.numpy(), names
+
+
+def part_real(
+    model_spec: str | Path, limit: int | None, picture: Path | None, per_class: int = 2
+) -> dict[str, Any]:
+    from timm_galaxy_attn.viz import save_attention_grid
+
+    model, data_config = load(model_spec)
+    x, y, names = real_validation(data_config, limit)
+    logits, maps = attention_maps(model, x, data_config)
+    hwc = x.permute(0, 2, 3, 1).numpy()
+    out: dict[str, Any] = {"model": str(model_spec), "images": int(len(y)), "estimators": {}}
+    for j, m in enumerate(maps):
+        nulls = null_maps(hwc, m.shape[1:])
+        entry: dict[str, Any] = {"map_size": list(m.shape[1:])}
+        for name in ("brightness", "centre"):
+            entry[f"spearman_{name}"] = _stats(spearman(m, nulls[name]))
+            entry[f"iou_top20_{name}"] = _stats(top_iou(m, nulls[name]))
+        entry["normalised_entropy"] = _stats(normalised_entropy(m))
+        out["estimators"][f"attn{j + 1}"] = entry
+    size = maps[0].shape[1:]
+    nulls = null_maps(hwc, size)
+    out["brightness_vs_centre"] = {
+        "map_size": list(size),
+        "spearman": _stats(spearman(nulls["brightness"], nulls["centre"])),
+        "iou_top20": _stats(top_iou(nulls["brightness"], nulls["centre"])),
+    }
+    rng = np.random.default_rng(0)
+    rand = rng.random((len(y), *size))
+    out["random_map_iou_top20_with_brightness"] = _stats(top_iou(rand, nulls["brightness"]))
+    if picture is not None:
+        idx = class_sample(y, per_class, len(names))
+        titles = [f"true: {names[y[i]]} | pred: {names[logits[i].argmax()]}" for i in idx]
+        save_attention_grid(
+            [x[i] for i in idx],
+            [[m[i] for m in maps] for i in idx],
+            picture,
+            titles=titles,
+            title="gz1_sdss validation galaxies: image, attention 1-3",
+        )
+        out["picture"] = str(picture.relative_to(ROOT))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------
+# (c) across epochs
+# ----------------------------------------------------------------------------------------------------------
+
+
+def part_epochs(run_dir: Path, limit: int | None) -> dict[str, Any]:
+    import safetensors.torch
+
+    ckpts = sorted(p for p in (run_dir / "checkpoints").glob("step_*") if p.is_dir() and "." not in p.name)
+    if not ckpts:
+        raise SystemExit(
+            f"{run_dir}/checkpoints holds no step_* checkpoint; train with --keep-checkpoints N."
+        )
+    model, data_config = load(run_dir / "model")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    history = {h["epoch"]: h for h in metrics["history"]}
+    if metrics["dataset"] == "synthetic":  # fresh galaxies of another generator seed
+        from timm_galaxy_attn.data import make_synthetic_galaxies
+
+        syn = make_synthetic_galaxies(limit or 30, int(data_config["input_size"][-1]), seed=1234)
+        x = torch.from_numpy(syn.images).permute(0, 3, 1, 2).contiguous()
+    else:
+        x, _, _ = real_validation(data_config, limit)
+    rows = []
+    for ck in ckpts:
+        state = json.loads((ck / "trainer_state.json").read_text())
+        if state.get("step_in_epoch"):
+            continue  # a mid-epoch checkpoint
+        model.load_state_dict(safetensors.torch.load_file(str(ck / "model.safetensors")))
+        model.eval()
+        _, maps = attention_maps(model, x, data_config)
+        h = history.get(state["epoch"], {})
+        row = {
+            "epoch": state["epoch"],
+            "train_accuracy": h.get("train_accuracy"),
+            "val_accuracy": h.get("val_accuracy"),
+            "val_macro_f1": h.get("val_macro_f1"),
+        }
+        for j, m in enumerate(maps):
+            ent, peak = normalised_entropy(m), peak_mass(m)
+            row[f"attn{j + 1}_entropy"] = float(ent.mean())
+            row[f"attn{j + 1}_peak"] = float(peak.mean())
+            row[f"attn{j + 1}_blank_share"] = float(((ent > BLANK_ENTROPY) | (peak > PEAKED_MASS)).mean())
+        rows.append(row)
+    return {
+        "run": str(run_dir),
+        "dataset": metrics["dataset"],
+        "images": int(len(x)),
+        "best_epoch": metrics["best_epoch"],
+        "epochs": rows,
+    }
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Report
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _ms(s: dict[str, float], digits: int = 3) -> str:
+    return f"{s['mean']:.{digits}f} +- {s['std']:.{digits}f}"
+
+
+def markdown(res: dict[str, Any]) -> str:
+    md = []
+    if "synthetic" in res:
+        s = res["synthetic"]
+        md.append(
+            "### (a) Synthetic galaxies: attention mass inside the class-defining mask\n\n"
+            f"{s['images']} fresh "
+            f"synthetic galaxies (generator seed {s['generator_seed']}); model accuracy on them "
+            f"{100 * s['accuracy_on_these']:.1f}%; the mask covers "
+            f"{100 * s['mask_area_fraction']['mean']:.1f}% "
+            "of the image on average. Share of attention mass inside the mask (mean +- sd over images); "
+            "'beats' = share of images where the estimator puts more mass in the mask than the null map.\n\n"
+            "| estimator | map | attention | uniform | brightness | centre Gaussian | beats brightness | "
+            "beats centre |\n|---|---|---|---|---|---|---|---|"
+        )
+        for name, e in s["estimators"].items():
+            md.append(
+                f"| {name} | {e['map_size'][0]}x{e['map_size'][1]} | {_ms(e['attention'])} | "
+                f"{_ms(e['uniform'])} | {_ms(e['brightness'])} | {_ms(e['centre'])} | "
+                f"{100 * e['beats_brightness']:.0f}% | {100 * e['beats_centre']:.0f}% |"
+            )
+        md.append("")
+    if "real" in res:
+        r = res["real"]
+        md.append(
+            f"### (b) Real gz1_sdss validation galaxies ({r['images']} images, `{r['model']}`)\n\n"
+            "Per image Spearman correlation and top-20% IoU of each map with the brightness map and the "
+            "centre prior (mean +- sd).\n\n| estimator | map | Spearman brightness | IoU brightness | "
+            "Spearman centre | IoU centre | normalised entropy |\n|---|---|---|---|---|---|---|"
+        )
+        for name, e in r["estimators"].items():
+            md.append(
+                f"| {name} | {e['map_size'][0]}x{e['map_size'][1]} | {_ms(e['spearman_brightness'])} | "
+                f"{_ms(e['iou_top20_brightness'])} | {_ms(e['spearman_centre'])} | "
+                f"{_ms(e['iou_top20_centre'])} | "
+                f"{_ms(e['normalised_entropy'])} |"
+            )
+        bc = r["brightness_vs_centre"]
+        md.append(
+            f"\nFor scale: brightness vs centre prior, Spearman {_ms(bc['spearman'])}, top-20% IoU "
+            f"{_ms(bc['iou_top20'])}; a random map's top-20% IoU with brightness "
+            f"{_ms(r['random_map_iou_top20_with_brightness'])}.\n"
+        )
+    if "epochs" in res:
+        e = res["epochs"]
+        md.append(
+            f"### (c) Across epochs (`{e['run']}`, {e['dataset']}, {e['images']} held-out images, best epoch "
+            f"{e['best_epoch']})\n\nNormalised entropy (1 = uniform) and largest single-position mass of "
+            f"each map; 'blank' = entropy > {BLANK_ENTROPY} or peak > {PEAKED_MASS}.\n\n"
+            "| epoch | train acc | val acc | val macro-F1 | attn1 entropy / peak / blank "
+            "| attn2 entropy / peak | attn3 entropy / peak |\n|---|---|---|---|---|---|---|"
+        )
+        for row in e["epochs"]:
+            md.append(
+                f"| {row['epoch']} | {row['train_accuracy']:.3f} | {row['val_accuracy']:.3f} | "
+                f"{row['val_macro_f1']:.3f} | {row['attn1_entropy']:.3f} / {row['attn1_peak']:.3f} / "
+                f"{100 * row['attn1_blank_share']:.0f}% | "
+                f"{row['attn2_entropy']:.3f} / {row['attn2_peak']:.3f} | "
+                f"{row['attn3_entropy']:.3f} / {row['attn3_peak']:.3f} |"
+            )
+        md.append("")
+    return "\n".join(md) + "\n"
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--parts", nargs="+", choices=("synthetic", "real", "epochs"), default=None)
+    p.add_argument("--model", default=None, help="(b) shipped model folder or timm name with weights")
+    p.add_argument("--synthetic-run", type=Path, default=Path("/work/notes/runs/attention/synthetic_small32"))
+    p.add_argument("--synthetic-epochs", type=int, default=8)
+    p.add_argument("--synthetic-train-per-class", type=int, default=80)
+    p.add_argument("--synthetic-per-class", type=int, default=30, help="(a) fresh galaxies per class")
+    p.add_argument(
+        "--epochs-run", type=Path, default=None, help="(c) a run folder with per-epoch checkpoints"
+    )
+    p.add_argument("--limit", type=int, default=None, help="use at most this many validation images")
+    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "attention")
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    parts = args.parts or [
+        p
+        for p, ok in (
+            ("synthetic", True),
+            ("real", args.model is not None),
+            ("epochs", args.epochs_run is not None),
+        )
+        if ok
+    ]
+    path = args.out / "results.json"
+    res: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+    if "synthetic" in parts:
+        train_synthetic(args.synthetic_run, args.synthetic_epochs, args.synthetic_train_per_class)
+        res["synthetic"] = part_synthetic(
+            args.synthetic_run, args.synthetic_per_class, seed=1234, picture=DOCS / "attention_synthetic.png"
+        )
+    if "real" in parts:
+        if args.model is None:
+            raise SystemExit("--parts real needs --model (the shipped folder, e.g. hub/<name>)")
+        res["real"] = part_real(args.model, args.limit, picture=DOCS / "attention_gz1_sdss.png")
+    if "epochs" in parts:
+        if args.epochs_run is None:
+            raise SystemExit("--parts epochs needs --epochs-run RUN_DIR")
+        res["epochs"] = part_epochs(args.epochs_run, args.limit)
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name, text in (("results.json", json.dumps(res, indent=2) + "\n"), ("results.md", markdown(res))):
+        tmp = args.out / f".{name}.tmp"
+        tmp.write_text(text)
+        os.replace(tmp, args.out / name)
+    print(markdown(res))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
