@@ -597,11 +597,14 @@ def run_row(
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", PYTHONUNBUFFERED="1")
     t0 = time.time()
-    with open(f"{run_dir}.log", "a") as log:
-        proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, check=False)
-    if proc.returncode != 0 or not (run_dir / "metrics.json").is_file():
+    returncode = 0
+    if not (run_dir / "metrics.json").is_file():  # else trained already: only the scoring below is left
+        with open(f"{run_dir}.log", "a") as log:
+            proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, check=False)
+        returncode = proc.returncode
+    if returncode != 0 or not (run_dir / "metrics.json").is_file():
         tail = Path(f"{run_dir}.log").read_text()[-2000:]
-        raise BenchmarkError(f"{row.name} seed {seed}: train.py failed (exit {proc.returncode}):\n{tail}")
+        raise BenchmarkError(f"{row.name} seed {seed}: train.py failed (exit {returncode}):\n{tail}")
     metrics = json.loads((run_dir / "metrics.json").read_text())
     print(
         f"[{row.name} seed {seed}] trained in {(time.time() - t0) / 60:.1f} min; test macro-F1 "
