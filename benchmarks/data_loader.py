@@ -1,6 +1,6 @@
 """Data-path speed: load_galaxy_dataset cold vs cached, the uint8 loader vs training, synthetic rendering.
 
-    python benchmarks/data_loader.py [--json runs/data_loader.json] [--train-steps 4]
+    python benchmarks/data_loader.py [--json benchmarks/results/data_loader.json] [--train-steps 4]
 
 Measures, in one run on this machine:
 - ``load_galaxy_dataset("gz1_sdss")`` into an empty cache (cold: decode+hash+split+save) and again (cached);
@@ -57,7 +57,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--json", default="runs/data_loader.json")
+    parser.add_argument("--json", default="benchmarks/results/data_loader.json")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--epochs", type=int, default=3, help="loader epochs over gz1_sdss train")
     parser.add_argument("--train-steps", type=int, default=4)
