@@ -132,7 +132,7 @@ GALAXY_MODEL_OPTIONS = {
 }
 KNOWN_SOURCES = ("synthetic", "galaxy10_decals", "galaxy10_sdss", "gz1_sdss")
 # Arguments that may differ when resuming (they do not change what is computed).
-RESUME_FREE = {"resume", "output_dir", "stop_after_steps", "log_every", "eval_batch_size"}
+RESUME_FREE = {"resume", "output_dir", "stop_after_steps", "log_every", "eval_batch_size", "cpu"}
 CONFIG_NAME = "train_config.json"
 STATE_NAME = "trainer_state.json"
 BEST_NAME = "best.safetensors"
@@ -232,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None)
     g.add_argument("--clip-grad", type=float, default=None, help="gradient norm clip (0: off)")
     g.add_argument("--seed", type=int, default=0, help="seed of initialisation, data order and augmentation")
+    g.add_argument("--cpu", action="store_true", help="train on the CPU even if a GPU is present")
 
     g = p.add_argument_group("run")
     g.add_argument("--output-dir", required=True)
@@ -332,6 +333,13 @@ def make_lr_lambda(cfg: dict[str, Any], steps_per_epoch: int) -> Callable[[int],
 # ----------------------------------------------------------------------------------------------------------
 # Model and data
 # ----------------------------------------------------------------------------------------------------------
+
+
+def has_accelerator_device() -> bool:
+    """True when torch sees a GPU (CUDA/ROCm), XPU or MPS device."""
+    if hasattr(torch, "accelerator"):
+        return torch.accelerator.is_available()
+    return torch.cuda.is_available()
 
 
 def is_galaxy_model(name: str) -> bool:
@@ -666,9 +674,6 @@ def prepare_output_dir(cfg: dict[str, Any], argv_cfg: dict[str, Any]) -> dict[st
         raise TrainingError(
             f"--resume: {out} holds no run ({CONFIG_NAME} missing); start it without --resume."
         )
-    if (out / "metrics.json").is_file():
-        print(f"The run in {out} is already complete (metrics.json exists); nothing to do.")
-        return None
     saved = json.loads(saved_path.read_text())
     clash = {
         k: (saved.get(k), v)
@@ -683,6 +688,9 @@ def prepare_output_dir(cfg: dict[str, Any], argv_cfg: dict[str, Any]) -> dict[st
             f"--resume with different arguments: {lines}. Resume with the run's own arguments "
             f"(see {saved_path}), or start a new --output-dir."
         )
+    if (out / "metrics.json").is_file():
+        print(f"The run in {out} is already complete (metrics.json exists); nothing to do.")
+        return None
     saved.update({k: cfg[k] for k in RESUME_FREE})
     return saved
 
@@ -701,7 +709,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Path(cfg["output_dir"])
     ckpt_dir = out / "checkpoints"
 
+    # accelerate forms a gloo process group on CPU only when told it runs on CPU: so say so when this machine
+    # has no accelerator (then `accelerate launch --multi_gpu --num_processes N` gives N CPU processes).
     accelerator = Accelerator(
+        cpu=cfg["cpu"] or not has_accelerator_device(),
         mixed_precision=cfg["mixed_precision"],
         log_with="tensorboard",
         project_dir=str(out),

@@ -1,0 +1,262 @@
+"""training/train.py: a tiny synthetic run writes every output with consistent numbers; recipes; schedules."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import safetensors.torch
+import timm
+import torch
+from PIL import Image
+
+import timm_galaxy_attn
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--dataset", "synthetic", "--synthetic-per-class", "10", "--image-size", "32", "--batch-size", "32"]
+
+
+def load_train_module():
+    spec = importlib.util.spec_from_file_location("galaxy_train_script", REPO_ROOT / "training" / "train.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+train = load_train_module()
+
+
+def run_train(argv: list[str]) -> int:
+    """Run the script in this process (a fresh accelerate state each time)."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+    return train.main(argv)
+
+
+@pytest.fixture(scope="module")
+def dataset_cache(tmp_path_factory) -> Path:
+    cache = tmp_path_factory.mktemp("galaxy_cache")
+    old = os.environ.get("GALAXY_ATTN_CACHE")
+    os.environ["GALAXY_ATTN_CACHE"] = str(cache)
+    yield cache
+    if old is None:
+        os.environ.pop("GALAXY_ATTN_CACHE", None)
+    else:
+        os.environ["GALAXY_ATTN_CACHE"] = old
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, dataset_cache) -> Path:
+    """Two epochs of galaxy_attn_vgg_small with the default recipe (bf16, channels_last, augmentation)."""
+    out = tmp_path_factory.mktemp("run") / "syn"
+    assert run_train([*TINY, "--epochs", "2", "--output-dir", str(out)]) == 0
+    return out
+
+
+def test_tiny_run_writes_every_output(tiny_run: Path) -> None:
+    for rel in (
+        "metrics.json",
+        "confusion_matrix.png",
+        "predictions.npz",
+        "train_config.json",
+        "attention/epoch_001.png",
+        "attention/epoch_002.png",
+        "model/config.json",
+        "model/model.safetensors",
+        "checkpoints/best.safetensors",
+    ):
+        assert (tiny_run / rel).is_file(), rel
+    assert list((tiny_run / "tensorboard").rglob("events.out.tfevents.*")), "no TensorBoard events"
+    ckpts = sorted((tiny_run / "checkpoints").glob("step_*"))
+    assert len(ckpts) == 1 and (ckpts[0] / "model.safetensors").is_file()
+    assert not list((tiny_run / "checkpoints").glob(".tmp-*"))
+    for png in ("attention/epoch_001.png", "attention/epoch_002.png", "confusion_matrix.png"):
+        with Image.open(tiny_run / png) as im:
+            assert im.format == "PNG" and im.width > 64 and im.height > 64
+
+
+def test_metrics_are_consistent(tiny_run: Path) -> None:
+    m = json.loads((tiny_run / "metrics.json").read_text())
+    test = m["test"]
+    cm = np.array(test["confusion_matrix"])
+    names = m["label_names"]
+    assert names == list(timm_galaxy_attn.class_names("galaxy10_decals"))
+    assert cm.shape == (10, 10)
+    assert test["accuracy"] == pytest.approx(np.trace(cm) / cm.sum())
+    assert cm.sum() == test["n"] == m["n"]["test"] == m["split"]["counts"]["test"]
+    assert m["n"] == {"train": 80, "validation": 10, "test": 10}
+    assert list(test["per_class"]) == names
+    assert [v["support"] for v in test["per_class"].values()] == cm.sum(1).tolist()
+    for key in ("macro_f1", "balanced_accuracy", "ece"):
+        assert 0.0 <= test[key] <= 1.0
+    assert m["image_size"] == 32 and m["seed"] == 0 and m["epochs"] == 2 and m["dataset"] == "synthetic"
+    assert m["images_per_s"] > 0 and m["wall_time_s"] >= m["train_time_s"] > 0
+    assert "rule" in m["split"] and "--synthetic-per-class 10" in m["command"]
+    # history: one record per epoch; the best epoch is the first maximum of validation macro-F1
+    hist = m["history"]
+    assert [h["epoch"] for h in hist] == [1, 2]
+    f1 = [h["val_macro_f1"] for h in hist]
+    assert m["best_epoch"] == 1 + int(np.argmax(f1))
+    assert all(h["val_n"] == 10 for h in hist)
+    # the saved logits reproduce the confusion matrix; validation logits reproduce the best epoch's score
+    p = np.load(tiny_run / "predictions.npz")
+    pred_cm = np.zeros_like(cm)
+    np.add.at(pred_cm, (p["test_labels"], p["test_logits"].argmax(1)), 1)
+    assert (pred_cm == cm).all()
+    assert np.allclose(p["test_probs"].sum(1), 1.0)
+    assert p["val_logits"].shape == (10, 10)
+    assert m["validation"]["macro_f1"] == pytest.approx(hist[m["best_epoch"] - 1]["val_macro_f1"], abs=0.07)
+
+
+def test_model_folder_loads_with_timm_and_matches_best_weights(tiny_run: Path) -> None:
+    model = timm.create_model(f"local-dir:{tiny_run / 'model'}", pretrained=True).eval()
+    assert list(model.pretrained_cfg["label_names"]) == list(timm_galaxy_attn.class_names("galaxy10_decals"))
+    assert model.pretrained_cfg["input_size"][-1] == 32
+    best = safetensors.torch.load_file(str(tiny_run / "checkpoints" / "best.safetensors"))
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, best[k]), k
+    # the shipped model scores the test set as metrics.json says
+    p = np.load(tiny_run / "predictions.npz")
+    assert p["test_logits"].shape[1] == model.num_classes == 10
+
+
+def test_resume_of_a_finished_run_does_nothing(tiny_run: Path) -> None:
+    before = (tiny_run / "metrics.json").read_bytes()
+    assert run_train([*TINY, "--epochs", "2", "--output-dir", str(tiny_run), "--resume"]) == 0
+    assert (tiny_run / "metrics.json").read_bytes() == before
+
+
+def test_existing_run_dir_is_refused_and_left_alone(tiny_run: Path) -> None:
+    files = {p: p.read_bytes() for p in tiny_run.rglob("*") if p.is_file() and p.suffix in (".json", ".png")}
+    with pytest.raises(train.TrainingError, match="already holds files.*--resume"):
+        run_train([*TINY, "--epochs", "1", "--output-dir", str(tiny_run)])
+    assert all(p.read_bytes() == b for p, b in files.items())
+
+
+def test_resume_with_other_arguments_is_refused(tiny_run: Path, tmp_path: Path) -> None:
+    with pytest.raises(train.TrainingError, match="different arguments.*--lr"):
+        run_train([*TINY, "--epochs", "2", "--lr", "0.5", "--output-dir", str(tiny_run), "--resume"])
+    with pytest.raises(train.TrainingError, match="holds no run"):
+        run_train([*TINY, "--epochs", "1", "--output-dir", str(tmp_path / "none"), "--resume"])
+
+
+def test_corrupt_checkpoint_gives_a_clear_error(tiny_run: Path, tmp_path: Path) -> None:
+    import shutil
+
+    run = tmp_path / "copy"
+    shutil.copytree(tiny_run, run)
+    (run / "metrics.json").unlink()  # an unfinished run, resumed from its last checkpoint
+    ckpt = sorted((run / "checkpoints").glob("step_*"))[-1]
+    weights = ckpt / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(train.TrainingError, match=r"step_\d+ cannot be loaded.*damaged or incomplete"):
+        run_train([*TINY, "--epochs", "2", "--output-dir", str(run), "--resume"])
+    assert weights.stat().st_size == 100  # nothing rewritten
+    assert not (run / "metrics.json").exists()
+
+
+def test_unknown_dataset_and_model_names(tmp_path: Path) -> None:
+    with pytest.raises(train.TrainingError, match=r"Unknown dataset 'sythetic'.*Did you mean synthetic"):
+        train.main(["--dataset", "sythetic", "--output-dir", str(tmp_path / "a")])
+    with pytest.raises(train.TrainingError, match=r"Unknown model 'resnet181'.*Did you mean"):
+        train.main([*TINY, "--model", "resnet181", "--output-dir", str(tmp_path / "b")])
+    with pytest.raises(train.TrainingError, match="--stem-stride only apply to galaxy_attn_vgg"):
+        train.create_model(
+            train.resolve_config(
+                train.parse_args([*TINY, "--model", "resnet18", "--stem-stride", "2", "--output-dir", "x"])[0]
+            ),
+            None,
+            10,
+        )
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_bad_input_exits_with_a_message_from_the_command_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "training" / "train.py"),
+            "--dataset",
+            "galaxy11",
+            "--output-dir",
+            str(tmp_path / "r"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "error: Unknown dataset 'galaxy11'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_paper_recipe_halves_the_lr_every_25_epochs() -> None:
+    args, _ = train.parse_args(["--dataset", "synthetic", "--recipe", "paper", "--output-dir", "x"])
+    cfg = train.resolve_config(args)
+    assert (cfg["optimizer"], cfg["lr"], cfg["momentum"], cfg["weight_decay"]) == ("sgd", 0.1, 0.9, 5e-4)
+    assert (cfg["batch_size"], cfg["image_size"], cfg["sched"]) == (128, 32, "step")
+    spe = 7
+    factor = train.make_lr_lambda(cfg, steps_per_epoch=spe)
+    assert factor(0) == 1.0
+    assert factor(25 * spe - 1) == 1.0  # last step of epoch 25 (index 24)
+    assert factor(25 * spe) == 0.5  # first step of epoch 26 (index 25)
+    assert factor(50 * spe) == 0.25 and factor(75 * spe + 3) == 0.125
+
+
+def test_default_recipe_warms_up_then_decays_by_cosine() -> None:
+    kw = dict(steps_per_epoch=10, epochs=10, sched="cosine", warmup_epochs=1, min_factor=0.01)
+    f = [train.lr_factor(s, **kw) for s in range(100)]
+    assert f[0] == pytest.approx(0.1) and f[9] == pytest.approx(1.0)
+    assert all(a < b for a, b in zip(f[:9], f[1:10], strict=True))  # warmup rises
+    assert all(a >= b for a, b in zip(f[10:-1], f[11:], strict=True))  # cosine falls
+    assert f[-1] == pytest.approx(0.01, abs=1e-3)
+    assert train.lr_factor(55, **kw) == pytest.approx(0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * 0.5)))
+
+
+def test_explicit_arguments_override_the_recipe() -> None:
+    args, explicit = train.parse_args(
+        ["--dataset", "synthetic", "--recipe", "paper", "--lr", "0.05", "--flip", "--output-dir", "x"]
+    )
+    cfg = train.resolve_config(args)
+    assert cfg["lr"] == 0.05 and cfg["flip"] is True and cfg["momentum"] == 0.9
+    assert explicit == {
+        "dataset": "synthetic",
+        "recipe": "paper",
+        "lr": 0.05,
+        "flip": True,
+        "output_dir": "x",
+    }
+    default = train.resolve_config(train.parse_args(["--dataset", "synthetic", "--output-dir", "x"])[0])
+    assert (
+        default["optimizer"] == "adamw"
+        and default["mixed_precision"] == "bf16"
+        and default["rotate"] == "any"
+    )
+
+
+def test_class_weights_and_balanced_order() -> None:
+    labels = torch.tensor([0] * 90 + [1] * 10)
+    w = train.class_weights(labels, 2, power=1.0)
+    assert w[labels].mean() == pytest.approx(1.0) and w[1] / w[0] == pytest.approx(9.0)
+    cfg = {"seed": 3, "balance": "sampler", "balance_power": 1.0}
+    order = train.epoch_order(cfg, 0, labels, 2)
+    assert torch.equal(order, train.epoch_order(cfg, 0, labels, 2))  # same (seed, epoch), same order
+    assert not torch.equal(order, train.epoch_order(cfg, 1, labels, 2))
+    assert 0.35 < (labels[order] == 1).float().mean() < 0.65  # the rare class drawn about half the time
+    perm = train.epoch_order({"seed": 3, "balance": "none"}, 0, labels, 2)
+    assert sorted(perm.tolist()) == list(range(100))
+
+
+def test_heatmap_galaxies_cover_the_classes() -> None:
+    labels = torch.tensor([2, 2, 0, 1, 0, 2, 1])
+    assert train.heatmap_indices(labels, 4) == [2, 3, 0, 4]
+    assert sorted(train.heatmap_indices(labels, 99)) == list(range(7))
