@@ -29,6 +29,8 @@ from typing import Any
 
 import yaml
 
+from timm_galaxy_attn._io import atomic_write, replace_dir
+
 __all__ = ["PublishError", "build_repo_folder", "render_model_card", "upload_folder", "main"]
 
 CARD_NAME = "README.md"
@@ -267,9 +269,7 @@ def build_repo_folder(
         kept = {k: v for k, v in metrics.items() if k != "config"}  # the resolved run config is in "command"
         (repo / "metrics.json").write_text(json.dumps(kept, indent=2) + "\n")
         (repo / CARD_NAME).write_text(render_model_card(repo))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(repo, out)
+        replace_dir(repo, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
@@ -648,9 +648,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             results_table=args.results_table,
         )
         if args.model_card is not None:
-            tmp = args.model_card.with_name(f".{args.model_card.name}.tmp")
-            shutil.copyfile(folder / CARD_NAME, tmp)
-            os.replace(tmp, args.model_card)
+            atomic_write(args.model_card, lambda tmp: shutil.copyfile(folder / CARD_NAME, tmp))
         print(f"Built {folder}: " + ", ".join(sorted(p.name for p in folder.iterdir())))
         if args.dry_run:
             print(f"Dry run: nothing uploaded. Read the card: {folder / CARD_NAME}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import socket
 import time
 
@@ -9,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from timm_galaxy_attn.data import DataSourceUnavailable, load_galaxy_dataset, split_info
-from timm_galaxy_attn.data.sources import resolve_gz1_sdss
+from timm_galaxy_attn.data import DataSourceUnavailable, load_galaxy_dataset, sources, split_info
+from timm_galaxy_attn.data.sources import download_galaxy10, resolve_gz1_sdss
 from timm_galaxy_attn.labels import GALAXY10_DECALS_CLASSES, GZ1_SDSS_CLASSES
 
 
@@ -53,6 +55,30 @@ def test_no_network_fails_fast(tmp_path, monkeypatch, no_official_files):
     with pytest.raises(DataSourceUnavailable, match="huggingface.co cannot be reached"):
         load_galaxy_dataset("galaxy10_decals", split="hub", cache_dir=tmp_path / "cache")
     assert time.perf_counter() - t0 < 2.0
+
+
+def test_download_is_checksummed_and_atomic(tmp_path, monkeypatch):
+    """The download streams into a temporary file: a wrong SHA-256 leaves nothing, a right one the file."""
+    payload = b"not really an HDF5 file" * 1000
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    monkeypatch.setattr(sources, "_host_reachable", lambda url: True)
+
+    class Response(io.BytesIO):
+        headers = {"Content-Length": str(len(payload))}
+
+    monkeypatch.setattr(sources.urllib.request, "urlopen", lambda url, timeout: Response(payload))
+    downloads = tmp_path / "downloads"
+
+    monkeypatch.setitem(sources.GALAXY10_SHA256, "galaxy10_sdss", "0" * 64)
+    with pytest.raises(OSError, match="SHA-256"):
+        download_galaxy10("galaxy10_sdss", tmp_path)
+    assert list(downloads.iterdir()) == []
+
+    monkeypatch.setitem(sources.GALAXY10_SHA256, "galaxy10_sdss", hashlib.sha256(payload).hexdigest())
+    dest = download_galaxy10("galaxy10_sdss", tmp_path)
+    assert dest == downloads / "Galaxy10.h5" and dest.read_bytes() == payload
+    assert [p.name for p in downloads.iterdir()] == ["Galaxy10.h5"]
 
 
 def test_hub_split_offline_names_repo(tmp_path, monkeypatch):

@@ -102,7 +102,8 @@ def test_save_attention_grid_forms_rows_and_atomic_write(tmp_path):
 
 def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
     def broken_save(self, fp, *args, **kwargs):
-        fp.write(b"half")
+        with open(fp, "wb") as f:  # viz saves to a temporary path beside the target
+            f.write(b"half")
         raise OSError("disk full")
 
     monkeypatch.setattr(Image.Image, "save", broken_save)

@@ -41,7 +41,6 @@ Broken inputs (unreadable or truncated images, wrong shapes, NaNs, grayscale...)
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import os
@@ -64,6 +63,7 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
+from ._io import TEMP_INFIX, atomic_write, sha256_file, sha256_json
 from .attention import capture_attention
 from .labels import DATASET_CLASSES, MIRROR_LABEL_SWAPS
 
@@ -107,15 +107,6 @@ class LoadedModel:
     label_names: tuple[str, ...]
     dataset: str | None
     pretrained_cfg: dict[str, Any]
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """SHA-256 hex digest of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _load_safetensors_into(model: nn.Module, path: Path, name: str) -> None:
@@ -285,8 +276,7 @@ class InputList:
         return self.units[u], index - self.starts[u]
 
     def digest(self) -> str:
-        text = json.dumps([dataclasses.astuple(u) for u in self.units])
-        return hashlib.sha256(text.encode()).hexdigest()
+        return sha256_json([dataclasses.astuple(u) for u in self.units])
 
 
 def _has_suffix(path: Path, suffixes: Sequence[str]) -> bool:
@@ -817,16 +807,6 @@ def _heatmap_name(row: dict[str, Any]) -> str:
     return f"{row['index']:08d}_{_slug(stem)}{extra}.png"
 
 
-def _write_atomic(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def _batch_table(batch: dict[str, Any], result: dict[str, Any] | None, engine: _Engine, schema):
     import pyarrow as pa
 
@@ -880,7 +860,7 @@ def _write_heatmaps(batch: dict[str, Any], result: dict[str, Any], engine: _Engi
         title = f"{engine.loaded.label_names[pred]} ({probs[k, pred]:.2f})"
         figure = attention_figure(batch["displays"][k], maps, title=title)
         path = folder / _heatmap_name(row)
-        _write_atomic(path, lambda tmp, fig=figure: fig.save(tmp, format="PNG"))
+        atomic_write(path, lambda tmp, fig=figure: fig.save(tmp, format="PNG"))
         row["heatmap"] = str(path)
 
 
@@ -963,8 +943,8 @@ def _merge(parts: list[tuple[int, int, Path]], n: int, out: Path, schema, meta: 
                 for _, _, path in parts:
                     writer.write_table(pq.read_table(path, schema=schema))
 
-        _write_atomic(out, write)
-        _write_atomic(_sidecar(out), lambda tmp: tmp.write_text(json.dumps(meta, indent=2) + "\n"))
+        atomic_write(out, write)
+        atomic_write(_sidecar(out), lambda tmp: tmp.write_text(json.dumps(meta, indent=2) + "\n"))
     else:
 
         def write(tmp: Path) -> None:
@@ -972,7 +952,7 @@ def _merge(parts: list[tuple[int, int, Path]], n: int, out: Path, schema, meta: 
                 for _, _, path in parts:
                     writer.write_table(pq.read_table(path).cast(schema))
 
-        _write_atomic(out, write)
+        atomic_write(out, write)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -1105,7 +1085,7 @@ def run_predict(
         "inputs_sha256": items.digest(),
         "entropy_units": "nats",
     }
-    fingerprint = hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()
+    fingerprint = sha256_json(meta)
     meta["run_fingerprint"] = fingerprint
     parts_dir = out.with_name(out.name + ".parts")
 
@@ -1134,8 +1114,8 @@ def run_predict(
                     "Delete it, choose another --out, or pass --overwrite."
                 )
         else:
-            _write_atomic(run_file, lambda tmp: tmp.write_text(json.dumps(meta, indent=2)))
-        for stale in parts_dir.glob(".*.tmp-*"):
+            atomic_write(run_file, lambda tmp: tmp.write_text(json.dumps(meta, indent=2)))
+        for stale in parts_dir.glob(f".*{TEMP_INFIX}*"):
             stale.unlink()  # a batch in flight when a previous run was killed
     barrier()
 
@@ -1168,7 +1148,7 @@ def run_predict(
             table = _batch_table(batch, result, engine, schema)
             start, end = batch["range"]
             part = parts_dir / f"part-{start:012d}-{end:012d}.parquet"
-            _write_atomic(part, lambda tmp, t=table: pq.write_table(t, tmp))
+            atomic_write(part, lambda tmp, t=table: pq.write_table(t, tmp))
             n_processed += end - start
             committed += 1
             bar.update(end - start)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -19,6 +18,8 @@ from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
+from ._io import atomic_write
 
 __all__ = [
     "ATTENTION_LABELS",
@@ -326,28 +327,8 @@ def _check_titles(titles: Sequence[str] | None, n: int) -> list[str | None]:
     return [None if t is None else str(t) for t in titles]
 
 
-def _atomic_write(path: str | os.PathLike, write) -> Path:
-    """Create parent folders, call ``write(file)`` on a temporary file beside ``path``, then move it into
-    place: a crash never leaves a half-written file under ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
-
 def _save_png(image: Image.Image, path: str | os.PathLike) -> Path:
-    return _atomic_write(path, lambda f: image.save(f, format="PNG"))
+    return atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
 
 
 def save_attention_grid(
@@ -473,4 +454,6 @@ def plot_confusion_matrix(
     bar.ax.tick_params(labelsize=7)
     bar.set_label("fraction of true class" if normalize else "count", fontsize=8)
 
-    return _atomic_write(path, lambda f: fig.savefig(f, format="png", bbox_inches="tight", pad_inches=0.08))
+    return atomic_write(
+        path, lambda tmp: fig.savefig(tmp, format="png", bbox_inches="tight", pad_inches=0.08)
+    )

@@ -15,7 +15,6 @@ fractions, counts, class counts, grouping statistics, source); :func:`split_info
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -26,6 +25,7 @@ from typing import Any
 import datasets
 import numpy as np
 
+from .._io import sha256_json
 from ..labels import DATASET_CLASSES
 from .hdf5 import GalaxyDataError, inspect_hdf5, iter_hdf5_rows
 from .sources import HUB_REPOS, default_cache_dir, hub_available, resolve_gz1_sdss, resolve_official_file
@@ -393,7 +393,7 @@ def load_galaxy_dataset(
         "kw": plan["kw"],
         "split": [split, seed, val_fraction, test_fraction, match_arcsec],
     }
-    key = hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:24]
+    key = sha256_json(ident)[:24]
     final = cache / f"{plan['kind']}-{key}"
     if (final / "dataset_dict.json").is_file():
         return datasets.load_from_disk(str(final))

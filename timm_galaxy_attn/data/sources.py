@@ -11,8 +11,8 @@ Official sources
 - The real SDSS / Galaxy Zoo 1 sample ``gz1_sdss``: env var ``GZ1_SDSS_PATH``, else
   ``shared/data/gz1_sdss/data.parquet`` searched upward from the working directory and from this package.
 
-Downloads go to ``<cache>/downloads`` (temp file, checksum, then ``os.replace``). Offline
-(``HF_HUB_OFFLINE`` / ``HF_DATASETS_OFFLINE`` set, or the host unreachable within ~1.5 s) they fail at
+Downloads go to ``<cache>/downloads`` through ``_io.atomic_write`` (temp file, checksum, ``os.replace``).
+Offline (``HF_HUB_OFFLINE`` / ``HF_DATASETS_OFFLINE`` set, or the host unreachable within ~1.5 s) they fail at
 once with a message that names the file and where to put it.
 """
 
@@ -21,11 +21,12 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
-import tempfile
 import threading
 import urllib.parse
 import urllib.request
 from pathlib import Path
+
+from .._io import atomic_write
 
 __all__ = [
     "ENV_VARS",
@@ -153,13 +154,12 @@ def download_galaxy10(name: str, cache_dir: str | os.PathLike | None = None) -> 
     if not _host_reachable(url):
         raise _unavailable(name, cache, f"{urllib.parse.urlsplit(url).hostname} cannot be reached")
     dest = cache / "downloads" / GALAXY10_FILES[name]
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=dest.name + ".", suffix=".part", dir=dest.parent)
-    sha = hashlib.sha256()
-    try:
+
+    def fetch(tmp: Path) -> None:
         from tqdm.auto import tqdm
 
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as resp:
+        sha = hashlib.sha256()  # hashed while streaming: the file is never read twice
+        with open(tmp, "wb") as out, urllib.request.urlopen(url, timeout=60) as resp:
             total = int(resp.headers.get("Content-Length") or 0) or None
             with tqdm(total=total, unit="B", unit_scale=True, desc=f"download {dest.name}") as bar:
                 while chunk := resp.read(1 << 20):
@@ -169,10 +169,8 @@ def download_galaxy10(name: str, cache_dir: str | os.PathLike | None = None) -> 
         expected = GALAXY10_SHA256.get(name)
         if expected and sha.hexdigest() != expected:
             raise OSError(f"{dest.name} from {url} has SHA-256 {sha.hexdigest()}, expected {expected}")
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    atomic_write(dest, fetch)
     return dest
 
 

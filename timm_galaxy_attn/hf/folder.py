@@ -26,6 +26,7 @@ import timm.data
 import torch.nn as nn
 from timm.models import filter_pretrained_cfg
 
+from .._io import replace_dir
 from ..model import WIDTHS, GalaxyAttnVGG
 from .configuration_galaxy_attn import ARCHITECTURES, GalaxyAttnConfig, check_label_names
 from .image_processing_galaxy_attn import DATA_CONFIG_KEYS, GalaxyAttnImageProcessor
@@ -159,24 +160,8 @@ def save_pretrained_folder(
         safetensors.torch.save_file(state_dict, tmp / "model.safetensors", metadata={"format": "pt"})
         config.to_json_file(tmp / "config.json", use_diff=True)
         processor.to_json_file(tmp / "preprocessor_config.json")
-        _replace_dir(tmp, folder)
+        replace_dir(tmp, folder)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return folder
-
-
-def _replace_dir(src: Path, dst: Path) -> None:
-    """Move directory ``src`` to ``dst``, replacing ``dst`` (empty or not) with as short a gap as possible."""
-    if not dst.exists():
-        os.replace(src, dst)
-        return
-    old = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".old", dir=dst.parent))
-    os.rmdir(old)
-    os.replace(dst, old)
-    try:
-        os.replace(src, dst)
-    except BaseException:
-        os.replace(old, dst)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
