@@ -40,6 +40,7 @@ Broken inputs (unreadable or truncated images, wrong shapes, NaNs, grayscale...)
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -143,6 +144,12 @@ def _hub_safetensors(repo_id: str, name: str) -> Path:
         ) from exc
 
 
+def _label_names(pretrained_cfg: dict[str, Any], num_classes: int) -> tuple[str, ...]:
+    """The cfg's ``label_names`` when they name every class, else ``class_0``, ``class_1``..."""
+    names = tuple(pretrained_cfg.get("label_names") or ())
+    return names if len(names) == num_classes else tuple(f"class_{i}" for i in range(num_classes))
+
+
 def _dataset_of(label_names: Sequence[str], pretrained_cfg: dict[str, Any]) -> str | None:
     for dataset, names in DATASET_CLASSES.items():
         if tuple(label_names) == tuple(names):
@@ -168,7 +175,7 @@ def load_model(
 
     if isinstance(spec, nn.Module):
         cfg = dict(getattr(spec, "pretrained_cfg", None) or {})
-        labels = tuple(cfg.get("label_names") or (f"class_{i}" for i in range(spec.num_classes)))
+        labels = _label_names(cfg, spec.num_classes)
         return LoadedModel(
             spec.eval(), type(spec).__name__, None, None, labels, _dataset_of(labels, cfg), cfg
         )
@@ -230,9 +237,7 @@ def load_model(
     if weights is not None:
         _load_safetensors_into(model, weights, spec)
     cfg = dict(model.pretrained_cfg)
-    labels = tuple(cfg.get("label_names") or (f"class_{i}" for i in range(model.num_classes)))
-    if len(labels) != model.num_classes:
-        labels = tuple(f"class_{i}" for i in range(model.num_classes))
+    labels = _label_names(cfg, model.num_classes)
     return LoadedModel(
         model=model.eval(),
         name=spec,
@@ -708,17 +713,13 @@ class PredictOptions:
 class _Engine:
     """Runs the model on decoded batches and builds the rows (and heatmap files)."""
 
-    def __init__(
-        self, loaded: LoadedModel, opts: PredictOptions, data_config: dict[str, Any], device: torch.device
-    ):
+    def __init__(self, loaded: LoadedModel, opts: PredictOptions, device: torch.device) -> None:
         self.loaded = loaded
         self.opts = opts
         self.device = device
         self.model = loaded.model.to(device).eval()
         if opts.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.mean = torch.tensor(data_config["mean"]).view(1, 3, 1, 1)
-        self.std = torch.tensor(data_config["std"]).view(1, 3, 1, 1)
         self.columns = class_columns(loaded.label_names)
         n = len(loaded.label_names)
         swaps = opts.mirror_label_swaps or {}
@@ -738,7 +739,7 @@ class _Engine:
     def run(self, x: torch.Tensor, want_maps: bool) -> dict[str, Any]:
         x = x.to(self.device, non_blocking=True)
         maps: list[torch.Tensor] = []
-        with capture_attention(self.model) if want_maps else _null_context([]) as captured:
+        with capture_attention(self.model) if want_maps else contextlib.nullcontext([]) as captured:
             if self.opts.tta == "d4":
                 probs = []
                 for i, (view, mirrored) in enumerate(d4_views(x)):
@@ -757,17 +758,6 @@ class _Engine:
         out = {k: v.cpu() for k, v in out.items()}
         out["maps"] = maps
         return out
-
-
-class _null_context:
-    def __init__(self, value: Any) -> None:
-        self.value = value
-
-    def __enter__(self) -> Any:
-        return self.value
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
 
 
 def _schema(columns: list[str], tta: bool, heatmaps: bool):
@@ -1010,16 +1000,6 @@ def _resolve_swaps(loaded: LoadedModel, opts: PredictOptions) -> dict[int, int]:
     return {}
 
 
-def _eval_transform(data_config: dict[str, Any]):
-    try:
-        from .data import create_transform
-    except ImportError:  # the data package's create_transform is timm's eval transform
-        from timm.data import create_transform as timm_create_transform
-
-        return timm_create_transform(**data_config, is_training=False)
-    return create_transform(data_config, is_training=False)
-
-
 def run_predict(
     inputs: Sequence[str | os.PathLike],
     model: str | os.PathLike | nn.Module | LoadedModel,
@@ -1038,6 +1018,8 @@ def run_predict(
     import pyarrow.parquet as pq
     from timm.data import resolve_model_data_config
     from tqdm.auto import tqdm
+
+    from .data import create_transform
 
     opts = options or PredictOptions()
     if opts.tta not in ("none", "d4"):
@@ -1062,8 +1044,8 @@ def run_predict(
     data_config = dict(resolve_model_data_config(loaded.model))
     if opts.image_size:
         data_config["input_size"] = (3, opts.image_size, opts.image_size)
-    transform = _eval_transform(data_config)
-    engine = _Engine(loaded, opts, data_config, dev)
+    transform = create_transform(data_config, is_training=False)
+    engine = _Engine(loaded, opts, dev)
     schema = _schema(engine.columns, opts.tta == "d4", opts.heatmaps is not None)
     meta = {
         "format_version": _FORMAT_VERSION,
