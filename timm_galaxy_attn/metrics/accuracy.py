@@ -1,9 +1,9 @@
 """Accuracy as a local ``evaluate`` module (loads offline: ``evaluate.load(path_to_this_file)``)."""
 
-import datasets
 import evaluate
 
 from ._core import accuracy_from_cm, check_labels, confusion_matrix
+from ._info import class_id_metric_info
 
 _DESCRIPTION = "Fraction of examples whose predicted class equals the reference class."
 _KWARGS_DESCRIPTION = """
@@ -18,14 +18,7 @@ Returns:
 
 class Accuracy(evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation="",
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}
-            ),
-        )
+        return class_id_metric_info(_DESCRIPTION, _KWARGS_DESCRIPTION)
 
     def _compute(self, predictions, references, num_classes=None):
         refs, preds, k = check_labels(references, predictions, num_classes)

@@ -3,10 +3,10 @@
 Mean recall over the classes present in the references (scikit-learn ``balanced_accuracy_score``).
 """
 
-import datasets
 import evaluate
 
 from ._core import balanced_accuracy_from_cm, check_labels, confusion_matrix
+from ._info import class_id_metric_info
 
 _DESCRIPTION = "Unweighted mean of per-class recall over classes present in the references."
 _KWARGS_DESCRIPTION = """
@@ -21,14 +21,7 @@ Returns:
 
 class BalancedAccuracy(evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation="",
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}
-            ),
-        )
+        return class_id_metric_info(_DESCRIPTION, _KWARGS_DESCRIPTION)
 
     def _compute(self, predictions, references, num_classes=None):
         refs, preds, k = check_labels(references, predictions, num_classes)

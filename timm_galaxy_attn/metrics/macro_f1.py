@@ -4,10 +4,10 @@ Averages F1 over the classes present in the references or the predictions, with 
 has no true positive (scikit-learn ``f1_score(average="macro", zero_division=0)``).
 """
 
-import datasets
 import evaluate
 
 from ._core import check_labels, confusion_matrix, macro_f1_from_cm
+from ._info import class_id_metric_info
 
 _DESCRIPTION = "Unweighted mean of per-class F1 over classes present in references or predictions."
 _KWARGS_DESCRIPTION = """
@@ -22,14 +22,7 @@ Returns:
 
 class MacroF1(evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation="",
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}
-            ),
-        )
+        return class_id_metric_info(_DESCRIPTION, _KWARGS_DESCRIPTION)
 
     def _compute(self, predictions, references, num_classes=None):
         refs, preds, k = check_labels(references, predictions, num_classes)

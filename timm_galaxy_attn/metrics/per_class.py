@@ -4,10 +4,10 @@ A class never predicted has precision 0, a class absent from the references has 
 and F1 is 0 whenever it has no true positive (scikit-learn ``zero_division=0``).
 """
 
-import datasets
 import evaluate
 
 from ._core import check_labels, confusion_matrix, per_class_from_cm
+from ._info import class_id_metric_info
 
 _DESCRIPTION = "Per-class precision/recall/F1/support and the confusion matrix (rows = true class)."
 _KWARGS_DESCRIPTION = """
@@ -23,14 +23,7 @@ Returns:
 
 class PerClass(evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation="",
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}
-            ),
-        )
+        return class_id_metric_info(_DESCRIPTION, _KWARGS_DESCRIPTION)
 
     def _compute(self, predictions, references, num_classes=None):
         refs, preds, k = check_labels(references, predictions, num_classes)
