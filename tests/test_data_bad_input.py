@@ -61,17 +61,12 @@ def test_bad_hdf5_layouts(tmp_path, keys, expect):
     _assert_no_cache_left(cache)
 
 
-def test_missing_file(tmp_path):
+def test_missing_file(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match="nope.h5"):
         load_galaxy_dataset(tmp_path / "nope.h5", cache_dir=tmp_path / "cache")
+    monkeypatch.setenv("GALAXY10_DECALS_PATH", str(tmp_path / "nope.h5"))
     with pytest.raises(FileNotFoundError, match="GALAXY10_DECALS_PATH.*not a file"):
-        import os
-
-        os.environ["GALAXY10_DECALS_PATH"] = str(tmp_path / "nope.h5")
-        try:
-            load_galaxy_dataset("galaxy10_decals", cache_dir=tmp_path / "cache")
-        finally:
-            del os.environ["GALAXY10_DECALS_PATH"]
+        load_galaxy_dataset("galaxy10_decals", cache_dir=tmp_path / "cache")
 
 
 def test_unknown_identity_needs_dataset_name(tmp_path):

@@ -8,17 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import safetensors.torch  # noqa: E402
-import timm  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from PIL import Image  # noqa: E402
-from transformers import (  # noqa: E402
+import numpy as np
+import pytest
+import safetensors.torch
+import timm
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from transformers import (
     AutoConfig,
     AutoImageProcessor,
     AutoModelForImageClassification,
@@ -26,9 +23,9 @@ from transformers import (  # noqa: E402
     pipeline,
 )
 
-import timm_galaxy_attn  # noqa: E402, F401
-from timm_galaxy_attn import capture_attention  # noqa: E402
-from timm_galaxy_attn.hf import (  # noqa: E402
+import timm_galaxy_attn
+from timm_galaxy_attn import capture_attention
+from timm_galaxy_attn.hf import (
     GalaxyAttnConfig,
     GalaxyAttnForImageClassification,
     GalaxyAttnImageProcessor,

@@ -1,19 +1,14 @@
 """Tests of timm_galaxy_attn.metrics: values by hand and against scikit-learn, offline evaluate modules,
 calibration (ECE, temperature scaling) and bootstrap intervals."""
 
-import os
+import json
+import warnings
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+import numpy as np
+import pytest
+from sklearn import metrics as skm
 
-import json  # noqa: E402
-import warnings  # noqa: E402
-
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from sklearn import metrics as skm  # noqa: E402
-
-from timm_galaxy_attn.metrics import (  # noqa: E402
+from timm_galaxy_attn.metrics import (
     METRIC_NAMES,
     bootstrap_intervals,
     compute_classification_metrics,
@@ -81,7 +76,6 @@ def test_matches_sklearn_with_absent_classes(seed):
 def test_evaluate_modules_load_offline_and_are_cached():
     import evaluate
 
-    assert os.environ["HF_HUB_OFFLINE"] == "1"
     for name in METRIC_NAMES:
         path = metric_script_path(name)
         assert path.is_file()
