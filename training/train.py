@@ -151,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("data")
     g.add_argument(
         "--dataset",
-        required=True,
+        default=None,
         help=f"a load_galaxy_dataset source: {', '.join(KNOWN_SOURCES)}, or a path (.h5, parquet, "
         "image folder)",
     )
@@ -262,6 +262,8 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, d
     """Return the parsed arguments and the subset typed on the command line (``dest -> value``)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.dataset is None and not args.resume:
+        parser.error("the following arguments are required: --dataset (only --resume reads it from the run)")
     quiet = build_parser()
     for action in quiet._actions:  # re-parse with no defaults: what is left was typed
         if action.dest != "help":
@@ -426,7 +428,7 @@ def load_splits(cfg: dict[str, Any], tag: str | None, accelerator: Accelerator):
     if cfg["dataset"] == "synthetic":  # rendered at the input size, whole frame
         size = resolve_data_config(None, cfg)["input_size"][-1]
         kwargs.update(n_per_class=cfg["synthetic_per_class"], image_size=size)
-    with accelerator.main_process_first():  # the main process fills the dataset cache first
+    with accelerator.local_main_process_first():  # one process per machine fills the dataset cache
         dsdict = load_galaxy_dataset(cfg["dataset"], **kwargs)
     info = split_info(dsdict)
     class_set = tag or info.get("dataset_name")
@@ -700,11 +702,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, explicit = parse_args(argv)
     argv_list = list(sys.argv[1:] if argv is None else argv)
     cfg = resolve_config(args)
-    check_model_name(cfg["model"])
-    check_dataset(cfg)
+    if not cfg["resume"]:  # fail before anything is created
+        check_model_name(cfg["model"])
+        check_dataset(cfg)
     cfg = prepare_output_dir(cfg, explicit)
     if cfg is None:
         return 0
+    check_model_name(cfg["model"])
     tag = check_dataset(cfg)
     out = Path(cfg["output_dir"])
     ckpt_dir = out / "checkpoints"
@@ -1062,7 +1066,8 @@ def write_outputs(
         label_names=np.array(label_names),
     )
     os.replace(tmp, out / "predictions.npz")
-    save_model_folder(model.float().cpu(), out / "model", label_names, data_config)
+    model = model.float().cpu().to(memory_format=torch.contiguous_format)  # plain fp32 CPU tensors on disk
+    save_model_folder(model, out / "model", label_names, data_config)
     write_json(out / "metrics.json", metrics)
 
 

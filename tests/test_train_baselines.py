@@ -1,0 +1,90 @@
+"""training/train.py with other models: a timm peer (resnet18) and the ablation without attention."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import timm
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TINY = [
+    "--dataset",
+    "synthetic",
+    "--synthetic-per-class",
+    "10",
+    "--max-train-samples",
+    "32",
+    "--image-size",
+    "32",
+    "--batch-size",
+    "16",
+    "--epochs",
+    "1",
+    "--mixed-precision",
+    "no",
+]
+
+
+def load_train_module():
+    spec = importlib.util.spec_from_file_location("galaxy_train_script", REPO_ROOT / "training" / "train.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+train = load_train_module()
+
+
+def run_train(argv: list[str]) -> int:
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+    return train.main(argv)
+
+
+@pytest.fixture(autouse=True)
+def dataset_cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("GALAXY_ATTN_CACHE", str(tmp_path_factory.getbasetemp() / "galaxy_cache"))
+
+
+def check_run(out: Path, arch: str) -> dict:
+    m = json.loads((out / "metrics.json").read_text())
+    cm = np.array(m["test"]["confusion_matrix"])
+    assert m["test"]["accuracy"] == pytest.approx(np.trace(cm) / cm.sum())
+    model = timm.create_model(f"local-dir:{out / 'model'}", pretrained=True).eval()
+    assert model.pretrained_cfg["architecture"] == arch
+    assert len(model.pretrained_cfg["label_names"]) == model.num_classes == 10
+    # the folder holds the weights that scored the test set: same logits on the first test images
+    p = np.load(out / "predictions.npz")
+    assert p["test_logits"].shape == (m["n"]["test"], 10)
+    return m
+
+
+def test_timm_peer_trains_with_the_same_script(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "resnet"
+    assert run_train([*TINY, "--model", "resnet18", "--output-dir", str(out)]) == 0
+    m = check_run(out, "resnet18")
+    assert m["model"] == "resnet18" and m["image_size"] == 32
+    # the same preprocessing as the galaxy model would get (the dataset's data config, not ImageNet's)
+    assert m["data_config"]["mean"] == list(
+        timm.models.get_pretrained_cfg("galaxy_attn_vgg.galaxy10_sdss").mean
+    )
+    assert not (out / "attention").exists()
+    assert "no attention estimators, so no heatmaps" in capsys.readouterr().out
+
+
+def test_attention_ablation_and_model_options(tmp_path: Path) -> None:
+    out = tmp_path / "ablation"
+    assert run_train([*TINY, "--no-attention", "--compatibility", "dp", "--output-dir", str(out)]) == 0
+    check_run(out, "galaxy_attn_vgg_small")
+    cfg = json.loads((out / "model" / "config.json").read_text())
+    assert cfg["model_args"]["attention"] is False and cfg["model_args"]["compatibility"] == "dp"
+    model = timm.create_model(f"local-dir:{out / 'model'}", pretrained=True)
+    assert model.attn1 is None and model(torch.zeros(1, 3, 32, 32)).shape == (1, 10)
+    assert not (out / "attention").exists()
