@@ -85,6 +85,11 @@ def test_folder_holds_timm_and_transformers_keys(folder: Path, timm_model: torch
         "model.safetensors",
         "preprocessor_config.json",
     ]
+    umask = os.umask(0)
+    os.umask(umask)
+    # the usual permissions, not mkdtemp's 0700 folder nor safetensors' 0600 file
+    assert folder.stat().st_mode & 0o777 == 0o777 & ~umask
+    assert {p.stat().st_mode & 0o777 for p in folder.iterdir()} == {0o666 & ~umask}
     cfg = json.loads((folder / "config.json").read_text())
     assert cfg["architecture"] == "galaxy_attn_vgg_small" and cfg["model_type"] == "galaxy_attn_vgg"
     assert cfg["num_classes"] == 10 == len(cfg["label_names"]) == len(cfg["id2label"])

@@ -13,14 +13,9 @@ import time
 import traceback
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-
-import pytest  # noqa: E402
-import timm  # noqa: E402
-import yaml  # noqa: E402
-
-import timm_galaxy_attn  # noqa: E402, F401
+import pytest
+import timm
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT.parent / "shared" / "data" / "galaxy10_decals_examples"

@@ -50,12 +50,18 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
 
 
 def replace_dir(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
-    """Move folder ``src`` onto ``dst``, replacing ``dst`` (empty or not) with as short a gap as possible.
+    """Move the freshly built folder ``src`` onto ``dst``, replacing ``dst`` with as short a gap as possible.
 
-    An existing ``dst`` is first renamed aside, then deleted once ``src`` is in place; if that last move
-    fails, the old ``dst`` is put back.
+    ``src`` and everything in it first get the usual permissions (``mkdtemp`` makes 0700 folders and some
+    writers, e.g. ``safetensors``, 0600 files). An existing ``dst`` is renamed aside, then deleted once
+    ``src`` is in place; if that last move fails, the old ``dst`` is put back.
     """
     src, dst = Path(src), Path(dst)
+    mask = _umask()
+    for root, _dirs, files in os.walk(src):
+        os.chmod(root, 0o777 & ~mask)
+        for name in files:
+            os.chmod(os.path.join(root, name), 0o666 & ~mask)
     if not dst.exists():
         os.replace(src, dst)
         return dst
