@@ -30,8 +30,11 @@ import torch  # noqa: E402
 from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
 import timm_galaxy_attn  # noqa: E402, F401
+from timm_galaxy_attn._io import atomic_write  # noqa: E402
 from timm_galaxy_attn.data import BatchAugment, load_galaxy_dataset, make_synthetic_galaxies, prepare_tensors  # noqa: E402
 from timm_galaxy_attn.labels import MIRROR_LABEL_SWAPS  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class AugmentedBatches(Dataset):
@@ -57,7 +60,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--json", default="benchmarks/results/data_loader.json")
+    parser.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "data_loader.json"))
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--epochs", type=int, default=3, help="loader epochs over gz1_sdss train")
     parser.add_argument("--train-steps", type=int, default=4)
@@ -140,11 +143,7 @@ def main() -> None:
     print("| measurement | value |\n|---|---|")
     for name, value in rows:
         print(f"| {name} | {value} |")
-    out = Path(args.json)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(res, indent=2) + "\n")
-    os.replace(tmp, out)
+    out = atomic_write(args.json, lambda tmp: tmp.write_text(json.dumps(res, indent=2) + "\n"))
     print(f"wrote {out}")
 
 

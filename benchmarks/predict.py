@@ -27,8 +27,11 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import timm_galaxy_attn  # noqa: E402, F401
+from timm_galaxy_attn._io import atomic_write  # noqa: E402
 from timm_galaxy_attn.data import make_synthetic_galaxies  # noqa: E402
 from timm_galaxy_attn.predict import predict  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def bare_throughput(
@@ -72,7 +75,7 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=5.0, help="bare-model timing window")
-    parser.add_argument("--json", default="benchmarks/results/predict.json")
+    parser.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "predict.json"))
     args = parser.parse_args()
     size, n = args.image_size, args.n
     torch.manual_seed(0)
@@ -128,8 +131,7 @@ def main() -> None:
         "cpus": os.cpu_count(),
         "rows": rows,
     }
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    atomic_write(args.json, lambda tmp: tmp.write_text(json.dumps(result, indent=2) + "\n"))
     print(f"\nwrote {args.json}")
 
 

@@ -10,24 +10,25 @@ Rows 2..: synthetic images of the same class from make_synthetic_galaxies (--siz
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
+from timm_galaxy_attn._io import atomic_write
 from timm_galaxy_attn.data import make_synthetic_galaxies
 from timm_galaxy_attn.data.sources import find_shared_data
 from timm_galaxy_attn.labels import GALAXY10_DECALS_CLASSES
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--out", default="docs/synthetic_vs_real.png")
+    parser.add_argument("--out", default=str(ROOT / "docs" / "synthetic_vs_real.png"))
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--rows", type=int, default=3, help="synthetic rows")
     parser.add_argument("--tile", type=int, default=128)
@@ -56,12 +57,7 @@ def main() -> None:
         small = Image.fromarray(syn.images[picks[0]]).resize((32, 32), Image.BILINEAR)
         draw.text((x + 2, y + 1), f"synthetic {cls} at 32px", fill="black")
         canvas.paste(small.resize((tile, tile), Image.NEAREST), (x, y + label_h))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=out.parent)
-    os.close(fd)
-    canvas.save(tmp)
-    os.replace(tmp, out)
+    out = atomic_write(args.out, lambda tmp: canvas.save(tmp, format="PNG"))
     print(f"wrote {out}")
 
 
