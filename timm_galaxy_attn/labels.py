@@ -7,6 +7,8 @@ Galaxy10 DECaLS and Galaxy10 SDSS are the astroNN datasets of Leung & Bovy (labe
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 GALAXY10_DECALS_CLASSES: tuple[str, ...] = (
     "Disturbed",
     "Merging",
@@ -65,3 +67,11 @@ def class_names(dataset: str) -> tuple[str, ...]:
         raise ValueError(
             f"Unknown dataset {dataset!r}; known datasets with fixed class names: {sorted(DATASET_CLASSES)}"
         ) from None
+
+
+def dataset_of_label_names(names: Sequence[str]) -> str | None:
+    """Return the dataset whose official class names are exactly ``names`` (in order), else None."""
+    for dataset, official in DATASET_CLASSES.items():
+        if tuple(names) == official:
+            return dataset
+    return None

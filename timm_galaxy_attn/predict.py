@@ -66,7 +66,7 @@ from PIL import Image
 
 from ._io import TEMP_INFIX, atomic_write, sha256_file, sha256_json
 from .attention import capture_attention
-from .labels import DATASET_CLASSES, MIRROR_LABEL_SWAPS
+from .labels import MIRROR_LABEL_SWAPS, dataset_of_label_names
 
 __all__ = [
     "LoadedModel",
@@ -151,9 +151,9 @@ def _label_names(pretrained_cfg: dict[str, Any], num_classes: int) -> tuple[str,
 
 
 def _dataset_of(label_names: Sequence[str], pretrained_cfg: dict[str, Any]) -> str | None:
-    for dataset, names in DATASET_CLASSES.items():
-        if tuple(label_names) == tuple(names):
-            return dataset
+    dataset = dataset_of_label_names(label_names)
+    if dataset is not None:
+        return dataset
     tag = pretrained_cfg.get("tag")
     return tag if tag in MIRROR_LABEL_SWAPS else None
 
