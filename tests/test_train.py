@@ -18,7 +18,18 @@ from PIL import Image
 import timm_galaxy_attn
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--dataset", "synthetic", "--synthetic-per-class", "10", "--image-size", "32", "--batch-size", "32"]
+TINY = [
+    "--dataset",
+    "synthetic",
+    "--synthetic-per-class",
+    "10",
+    "--max-train-samples",
+    "40",
+    "--image-size",
+    "32",
+    "--batch-size",
+    "20",
+]
 
 
 def load_train_module():
@@ -91,7 +102,7 @@ def test_metrics_are_consistent(tiny_run: Path) -> None:
     assert cm.shape == (10, 10)
     assert test["accuracy"] == pytest.approx(np.trace(cm) / cm.sum())
     assert cm.sum() == test["n"] == m["n"]["test"] == m["split"]["counts"]["test"]
-    assert m["n"] == {"train": 80, "validation": 10, "test": 10}
+    assert m["n"] == {"train": 40, "validation": 10, "test": 10}
     assert list(test["per_class"]) == names
     assert [v["support"] for v in test["per_class"].values()] == cm.sum(1).tolist()
     for key in ("macro_f1", "balanced_accuracy", "ece"):
