@@ -13,8 +13,7 @@ import json
 from pathlib import Path
 
 import timm
-import torch
-from torch.utils.flop_counter import FlopCounterMode
+from throughput import count_flops  # benchmarks/ is on sys.path when run as a script
 
 import timm_galaxy_attn  # noqa: F401  (registers the models)
 
@@ -34,17 +33,6 @@ ROWS = [
 ]
 
 
-def gflops(model: torch.nn.Module, size: int, train: bool) -> float:
-    x = torch.randn(1, 3, size, size)
-    with FlopCounterMode(display=False) as counter:
-        if train:
-            model(x).sum().backward()
-        else:
-            with torch.no_grad():
-                model(x)
-    return counter.get_total_flops() / 1e9
-
-
 def main() -> None:
     formatter = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
@@ -60,8 +48,8 @@ def main() -> None:
                 image_size=size,
                 stem_stride=kwargs.get("stem_stride", 1),
                 params_m=sum(p.numel() for p in model.parameters()) / 1e6,
-                gflop_forward=gflops(model.eval(), size, train=False),
-                gflop_train=gflops(model.train(), size, train=True),
+                gflop_forward=count_flops(model.eval(), size, train=False) / 1e9,
+                gflop_train=count_flops(model.train(), size, train=True) / 1e9,
             )
         )
     print(f"Parameters at {args.num_classes} classes; GFLOP per image (multiply-add = 2 FLOP).\n")
