@@ -423,9 +423,9 @@ def forward_gflops(row: Row, num_classes: int) -> float:
     return counter.get_total_flops() / 1e9
 
 
-def calibrate(row: Row, num_classes: int, steps: int = 4, warmup: int = 2) -> float:
-    """Training images per second of ``row`` on a quiet machine: CPU seconds of a few optimizer steps of the
-    recipe's batch, precision and memory format, divided by the torch thread count."""
+def calibrate(row: Row, num_classes: int, images: int = 256, warmup: int = 1) -> float:
+    """Training images per second of ``row`` on a quiet machine: CPU seconds of a few optimizer steps
+    (about ``images`` images) of the recipe's batch, precision and memory format, over the thread count."""
     import torch
 
     recipe = _recipe(row.recipe)
@@ -439,6 +439,7 @@ def calibrate(row: Row, num_classes: int, steps: int = 4, warmup: int = 2) -> fl
     else:
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     bs = int(recipe["batch_size"])
+    steps = max(2, images // bs)  # about ``images`` timed images whatever the batch size
     x = torch.randn(bs, 3, row.image_size, row.image_size)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
