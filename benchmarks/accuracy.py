@@ -326,8 +326,8 @@ def markdown_table(rows: dict[str, Any]) -> str:
     """The README table: seed-0 (first stored seed) run per row with 95% intervals; TTA; calibration."""
     head = (
         "| row | model | input | params (M) | GFLOPs | epochs | train min | img/s run / quiet | "
-        "val macro-F1 | test accuracy [95% CI] | balanced acc. [95% CI] | macro-F1 [95% CI] | D4 TTA acc. / bal. / F1 | "
-        "ECE -> after T |\n|" + "---|" * 14 + "\n"
+        "val macro-F1 | test accuracy [95% CI] | balanced acc. [95% CI] | macro-F1 [95% CI] | "
+        "D4 TTA acc. / bal. / F1 | ECE -> after T |\n|" + "---|" * 14 + "\n"
     )
     lines = []
     for name in _row_order(rows):
@@ -378,8 +378,8 @@ def report(results_dir: Path, n_boot: int = 1000, quiet: bool = False) -> dict[s
         "Intervals: 95% bootstrap (1000 resamples). D4 TTA: 8 rotations/mirrors, mirrored views with the "
         "clockwise/anticlockwise probabilities swapped back. ECE (15 bins) on test before -> after "
         "temperature scaling fitted on validation. train min and img/s run: wall time of the run (the "
-        "machine was shared with other work, so these vary); img/s quiet: the calibrated throughput that set the "
-        "epochs. GFLOPs: forward, one image.\n\n"
+        "machine was shared with other work, so these vary); img/s quiet: the calibrated throughput that "
+        "set the epochs. GFLOPs: forward, one image.\n\n"
     )
     md = header + markdown_table(rows)
     out = {"dataset": DATASET, "split_seed": SPLIT_SEED, "budget_minutes": budget, "rows": rows}
