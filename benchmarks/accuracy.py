@@ -11,11 +11,14 @@ epoch by validation macro-F1); test is scored once.
 
 The budget. ``--budget-minutes`` is training time on a *quiet* copy of this 2-core machine. The machine is
 shared, so wall time would give whoever runs on a busy minute fewer epochs. Instead each row's training
-throughput is calibrated first: a few optimizer steps of the row's model, recipe batch size, precision and
+throughput is calibrated first (``--calibrate``: all rows together, before any training, into
+``calibration.json``; CPU time still inflates when other work shares the cores, so calibrate on a quiet
+machine): a few optimizer steps of the row's model, recipe batch size, precision and
 input size, timed in process CPU seconds divided by the torch thread count (what a quiet machine gives).
 ``epochs = round(budget * images_per_s / n_train)`` (the nearest whole epoch); a budget smaller than one
 epoch trains one epoch on ``budget * images_per_s`` images (``--max-train-samples``).
 The calibration, epochs and measured wall time are stored beside each result, so cost is part of the table.
+The ablation (attention removed) trains with the very schedule (epochs) of ``OUR_BEST``: a controlled pair.
 
 After a run, the benchmark loads the run's ``model/`` folder and scores the test set again with D4
 test-time augmentation (the 8 rotations/mirrors; under a mirror, the clockwise and anticlockwise
@@ -465,6 +468,23 @@ def calibrate(row: Row, num_classes: int, images: int = 256, warmup: int = 1) ->
     return steps * bs / (cpu / torch.get_num_threads())
 
 
+def calibration(
+    results_dir: Path, rows: Sequence[Row], num_classes: int, redo: bool = False
+) -> dict[str, float]:
+    """Calibrated images/s per row, kept in ``results_dir/calibration.json``. Rows missing there (all rows
+    with ``redo``) are measured now, one after the other: rows calibrated together share the machine's state.
+    """
+    path = results_dir / "calibration.json"
+    known = json.loads(path.read_text()) if path.is_file() and not redo else {}
+    for row in rows:
+        if row.name not in known:
+            print(f"[{row.name}] calibrating training throughput ...", flush=True)
+            known[row.name] = calibrate(row, num_classes)
+            print(f"[{row.name}] {known[row.name]:.1f} img/s", flush=True)
+            write_json(path, known)
+    return known
+
+
 @dataclasses.dataclass
 class SplitData:
     """The decoded gz1_sdss split, kept per data config (decoding is the slow part)."""
@@ -552,11 +572,10 @@ def run_row(
     names = data.dsdict["train"].features["label"].names
     n_train = len(data.dsdict["train"])
     plan_file = run_dir.parent / f"seed{seed}.plan.json"
-    if plan_file.is_file():  # a resumed run keeps its calibrated plan
+    if plan_file.is_file():  # a resumed run keeps its plan
         plan = json.loads(plan_file.read_text())
     else:
-        print(f"[{row.name} seed {seed}] calibrating training throughput ...", flush=True)
-        ips = calibrate(row, len(names))
+        ips = calibration(results_dir, [row], len(names))[row.name]
         epochs, max_samples = plan_epochs(budget_minutes, ips, n_train)
         plan = {
             "budget_minutes": budget_minutes,
@@ -566,6 +585,14 @@ def run_row(
             "gflops": forward_gflops(row, len(names)),
             "n_train": n_train,
         }
+        if row.role == "ablation":  # the controlled comparison: our row's very schedule, attention removed
+            ours = result_dir(results_dir, OUR_BEST, seed) / "bench.json"
+            if not ours.is_file():
+                raise BenchmarkError(
+                    f"The ablation trains as long as {OUR_BEST} (seed {seed}): run that row first."
+                )
+            plan.update({k: json.loads(ours.read_text())[k] for k in ("epochs", "max_train_samples")})
+            plan["schedule_of"] = OUR_BEST
         write_json(plan_file, plan)
     cmd = [
         sys.executable,
@@ -691,6 +718,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--report-only", action="store_true", help="rebuild the table from stored results, train nothing"
     )
+    p.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="only measure the throughput of the rows, together, into calibration.json (rewritten); "
+        "later runs of those rows take their epochs from it",
+    )
     p.add_argument("--n-boot", type=int, default=1000)
     p.add_argument("--list", action="store_true", help="print the rows and their train.py arguments")
     return p.parse_args(argv)
@@ -720,6 +753,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
     jobs = [(r, 0) for r in order] + [(r, s) for r in order if r in SEEDED_ROWS for s in seeds if s != 0]
     data = None
+    if args.calibrate:
+        from timm_galaxy_attn.labels import DATASET_CLASSES
+
+        calibration(results_dir, [ROWS[r] for r in order], len(DATASET_CLASSES[DATASET]), redo=True)
+        return 0
     for name, seed in jobs:
         dest = result_dir(results_dir, name, seed)
         if is_complete(dest):
