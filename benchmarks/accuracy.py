@@ -53,7 +53,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN_SCRIPT = ROOT / "training" / "train.py"
 RESULTS = ROOT / "benchmarks" / "results"
-DEFAULT_RUNS_DIR = Path(os.environ.get("GALAXY_ATTN_RUNS", "/work/notes/runs")).expanduser()
+DEFAULT_RUNS_DIR = Path(os.environ.get("GALAXY_ATTN_RUNS", ROOT / "runs" / "benchmarks")).expanduser()
 DATASET = "gz1_sdss"
 SPLIT_SEED = 0
 FULL_BUDGET_MIN = 15.0
@@ -716,7 +716,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--results-dir", type=Path, default=None, help="default benchmarks/results/accuracy[_quick|_<B>min]"
     )
-    p.add_argument("--runs-dir", type=Path, default=DEFAULT_RUNS_DIR, help="run folders (outside the repo)")
+    p.add_argument(
+        "--runs-dir",
+        type=Path,
+        default=DEFAULT_RUNS_DIR,
+        help="run folders (not kept in git: runs/ is ignored)",
+    )
     p.add_argument(
         "--report-only", action="store_true", help="rebuild the table from stored results, train nothing"
     )

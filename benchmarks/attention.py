@@ -1,7 +1,7 @@
 """What the three attention estimators look at, measured (synthetic masks, real galaxies, across epochs).
 
     python benchmarks/attention.py --model hub/galaxy_attn_vgg_small.gz1_sdss \\
-        --epochs-run /work/notes/runs/accuracy_5min/ours_small_64s2/seed0
+        --epochs-run runs/benchmarks/accuracy_4min/ours_small_32s1/seed0
 
 (a) ``synthetic``: a galaxy_attn_vgg_small trained on the synthetic set (``training/train.py --dataset
     synthetic``; trained by this script into ``--synthetic-run`` unless that folder holds a finished run)
@@ -441,7 +441,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--parts", nargs="+", choices=("synthetic", "real", "epochs"), default=None)
     p.add_argument("--model", default=None, help="(b) shipped model folder or timm name with weights")
-    p.add_argument("--synthetic-run", type=Path, default=Path("/work/notes/runs/attention/synthetic_small32"))
+    p.add_argument(
+        "--synthetic-run", type=Path, default=ROOT / "runs" / "benchmarks" / "attention" / "synthetic_small32"
+    )
     p.add_argument("--synthetic-epochs", type=int, default=8)
     p.add_argument("--synthetic-train-per-class", type=int, default=80)
     p.add_argument("--synthetic-per-class", type=int, default=30, help="(a) fresh galaxies per class")
