@@ -200,7 +200,7 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="+", type=int, default=[32, 64])
     parser.add_argument("--precisions", nargs="+", choices=["fp32", "bf16"], default=["fp32", "bf16"])
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--warmup", type=int, default=3, help="untimed calls first (oneDNN builds kernels)")
     parser.add_argument("--min-steps", type=int, default=3)
     parser.add_argument("--min-time", type=float, default=4.0, help="seconds per measurement (at least)")
     parser.add_argument("--capture-rounds", type=int, default=3)
