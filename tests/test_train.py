@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
@@ -14,6 +13,7 @@ import safetensors.torch
 import timm
 import torch
 from PIL import Image
+from train_script import run_train, train
 
 import timm_galaxy_attn
 
@@ -30,25 +30,6 @@ TINY = [
     "--batch-size",
     "20",
 ]
-
-
-def load_train_module():
-    spec = importlib.util.spec_from_file_location("galaxy_train_script", REPO_ROOT / "training" / "train.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-train = load_train_module()
-
-
-def run_train(argv: list[str]) -> int:
-    """Run the script in this process (a fresh accelerate state each time)."""
-    from accelerate.state import AcceleratorState, GradientState
-
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
-    return train.main(argv)
 
 
 @pytest.fixture(scope="module")

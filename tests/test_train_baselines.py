@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -10,8 +9,8 @@ import numpy as np
 import pytest
 import timm
 import torch
+from train_script import run_train
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 TINY = [
     "--dataset",
     "synthetic",
@@ -28,24 +27,6 @@ TINY = [
     "--mixed-precision",
     "no",
 ]
-
-
-def load_train_module():
-    spec = importlib.util.spec_from_file_location("galaxy_train_script", REPO_ROOT / "training" / "train.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-train = load_train_module()
-
-
-def run_train(argv: list[str]) -> int:
-    from accelerate.state import AcceleratorState, GradientState
-
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
-    return train.main(argv)
 
 
 @pytest.fixture(autouse=True)

@@ -6,7 +6,6 @@ batch), so the counts in metrics.json equal those of a one-process run; only the
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from train_script import run_train
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # 11 validation / test images: not a multiple of 2 processes x eval batch 4, so padding must be dropped
@@ -39,13 +39,6 @@ TINY = [
     "--mixed-precision",
     "no",
 ]
-
-
-def load_train_module():
-    spec = importlib.util.spec_from_file_location("galaxy_train_script", REPO_ROOT / "training" / "train.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +89,7 @@ def test_two_processes_give_the_counts_of_one(tmp_path: Path, cache: Path, monke
     AcceleratorState._reset_state(reset_partial_state=True)
     GradientState._reset_state()
     one = tmp_path / "one"
-    assert load_train_module().main([*TINY, "--output-dir", str(one)]) == 0
+    assert run_train([*TINY, "--output-dir", str(one)]) == 0
     m1 = json.loads((one / "metrics.json").read_text())
     assert m1["num_processes"] == 1
 
