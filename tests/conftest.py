@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from pathlib import Path
+from types import ModuleType
 
 # Before any Hugging Face import: a cache miss must fail at once instead of retrying the network.
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -16,6 +19,15 @@ import torch  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+def load_script(relative_path: str, module_name: str) -> ModuleType:
+    """Import a script of the repository (e.g. ``training/train.py``) as a module named ``module_name``."""
+    spec = importlib.util.spec_from_file_location(module_name, REPO_ROOT / relative_path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module  # dataclasses and pickling look modules up here
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(autouse=True)

@@ -3,15 +3,14 @@ temperature scaling and the budget plan (no training)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import load_script
 
 from timm_galaxy_attn.labels import GZ1_SDSS_CLASSES
 from timm_galaxy_attn.metrics import (
@@ -21,16 +20,10 @@ from timm_galaxy_attn.metrics import (
     fit_temperature,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture(scope="module")
 def acc():
-    spec = importlib.util.spec_from_file_location("bench_accuracy", ROOT / "benchmarks" / "accuracy.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_accuracy"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/accuracy.py", "bench_accuracy")
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:

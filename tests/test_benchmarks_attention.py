@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import load_script
 
 
 @pytest.fixture(scope="module")
 def att():
-    spec = importlib.util.spec_from_file_location("bench_attention", ROOT / "benchmarks" / "attention.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_attention"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/attention.py", "bench_attention")
 
 
 def test_mass_inside_mask_and_null_maps(att):

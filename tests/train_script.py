@@ -2,20 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
-from types import ModuleType
+from conftest import load_script
 
-from conftest import REPO_ROOT
-
-
-def load_train_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("galaxy_train_script", REPO_ROOT / "training" / "train.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-train = load_train_module()
+train = load_script("training/train.py", "galaxy_train_script")
 
 
 def run_train(argv: list[str]) -> int:
