@@ -18,7 +18,13 @@ input size, timed in process CPU seconds divided by the torch thread count (what
 ``epochs = round(budget * images_per_s / n_train)`` (the nearest whole epoch); a budget smaller than one
 epoch trains one epoch on ``budget * images_per_s`` images (``--max-train-samples``).
 The calibration, epochs and measured wall time are stored beside each result, so cost is part of the table.
-The ablation (attention removed) trains with the very schedule (epochs) of ``OUR_BEST``: a controlled pair.
+
+Model selection is on validation only. Several ``ours_*`` candidates (input size, stem stride, compatibility)
+run under the same budget; ``best`` in ``--rows`` is the candidate with the highest validation macro-F1
+among the stored results at that moment, ``best_peer`` the best timm peer likewise, and ``best_noattn`` the
+ablation of ``best`` (attention removed, classifier on g) trained with the very schedule (epochs) of its
+parent: a controlled pair. The extra seeds go to ``best`` and ``best_peer``. The table ends with the
+verdict on test: does our best beat the paper's setup and each peer by more than the 95% intervals' overlap?
 
 After a run, the benchmark loads the run's ``model/`` folder and scores the test set again with D4
 test-time augmentation (the 8 rotations/mirrors; under a mirror, the clockwise and anticlockwise
@@ -74,6 +80,7 @@ class Row:
     stem_stride: int | None = None
     extra: tuple[str, ...] = ()
     note: str = ""
+    parent: str | None = None  # ablation rows: the row whose schedule (epochs) they copy
 
     def train_args(self) -> list[str]:
         args = ["--model", self.model, "--recipe", self.recipe, "--image-size", str(self.image_size)]
@@ -95,60 +102,62 @@ class Row:
         return kw
 
 
-# Our configuration for the ablation, the extra seeds and the shipped weights. The candidates ``ours_*`` run
-# under the same budget and the README compares them on validation. 32 px with stem stride 1 is the input of
-# the ``galaxy_attn_vgg_small.gz1_sdss`` tag (a strided stem is a model argument a tag cannot carry).
-# Peers run at 64 px: their stems downsample 4x at once (32 px leaves resnet18 a 1x1 final map).
-OUR_BEST = "ours_small_32s1"
-BEST_PEER = "resnet18_64"
-
-ROWS: dict[str, Row] = {
-    r.name: r
-    for r in (
-        Row("ours_small_32s1", "ours", "galaxy_attn_vgg_small", "default", 32, 1),
-        Row("ours_small_64s2", "ours", "galaxy_attn_vgg_small", "default", 64, 2, (), "strided stem"),
-        Row("ours_small_128s4", "ours", "galaxy_attn_vgg_small", "default", 128, 4, (), "strided stem"),
-        Row(
-            "ours_small_32s1_dp",
-            "ours",
-            "galaxy_attn_vgg_small",
-            "default",
-            32,
-            1,
-            ("--compatibility", "dp"),
-            "dot-product compatibility: g shapes the maps",
-        ),
-        Row("ours_vgg_32s1", "ours", "galaxy_attn_vgg", "default", 32, 1),
-        Row("paper_vgg_32", "paper", "galaxy_attn_vgg", "paper", 32, 1, (), "Misquith (2023) setup"),
-        Row("resnet18_64", "peer", "resnet18", "default", 64),
-        Row("vgg16_bn_64", "peer", "vgg16_bn", "default", 64),
-        Row("efficientnet_b0_64", "peer", "efficientnet_b0", "default", 64),
-        Row(
-            "ablation_small_32s1_noattn",
-            "ablation",
-            "galaxy_attn_vgg_small",
-            "default",
-            32,
-            1,
-            ("--no-attention",),
-            "our best without attention (classifier on g)",
-        ),
-    )
-}
-# Priority order of the full benchmark (what runs first when time is short).
-DEFAULT_ORDER = (
-    OUR_BEST,
-    "paper_vgg_32",
-    BEST_PEER,
-    "efficientnet_b0_64",
-    "vgg16_bn_64",
-    "ablation_small_32s1_noattn",
-    "ours_small_64s2",
-    "ours_vgg_32s1",
+# The candidates ``ours_*`` run under the same budget; the best on validation (``best``) gets the ablation,
+# the extra seeds and ships. Peers run at 64 px: their stems downsample 4x at once (32 px leaves resnet18 a
+# 1x1 final map).
+_ROWS: tuple[Row, ...] = (
+    Row("ours_small_32s1", "ours", "galaxy_attn_vgg_small", "default", 32, 1),
+    Row("ours_small_64s2", "ours", "galaxy_attn_vgg_small", "default", 64, 2, (), "strided stem"),
+    Row("ours_small_128s4", "ours", "galaxy_attn_vgg_small", "default", 128, 4, (), "strided stem"),
+    Row(
+        "ours_small_32s1_dp",
+        "ours",
+        "galaxy_attn_vgg_small",
+        "default",
+        32,
+        1,
+        ("--compatibility", "dp"),
+        "dot-product compatibility: g shapes the maps",
+    ),
+    Row("ours_vgg_32s1", "ours", "galaxy_attn_vgg", "default", 32, 1),
+    Row("paper_vgg_32", "paper", "galaxy_attn_vgg", "paper", 32, 1, (), "Misquith (2023) setup"),
+    Row("resnet18_64", "peer", "resnet18", "default", 64),
+    Row("vgg16_bn_64", "peer", "vgg16_bn", "default", 64),
+    Row("efficientnet_b0_64", "peer", "efficientnet_b0", "default", 64),
 )
-SEEDED_ROWS = (OUR_BEST, BEST_PEER)
+
+
+def _ablation_of(row: Row) -> Row:
+    """The ``ours_*`` row with attention removed (the classifier sees g), same model, input and recipe."""
+    return dataclasses.replace(
+        row,
+        name=f"ablation_{row.name.removeprefix('ours_')}_noattn",
+        role="ablation",
+        extra=(*row.extra, "--no-attention"),
+        note=f"{row.name} without attention (classifier on g)",
+        parent=row.name,
+    )
+
+
+ROWS: dict[str, Row] = {r.name: r for r in _ROWS}
+ROWS.update({a.name: a for a in (_ablation_of(r) for r in _ROWS if r.role == "ours")})
+# Names resolved when their turn comes, from the stored results (validation macro-F1 of seed 0).
+ALIASES = ("best", "best_peer", "best_noattn")
+DEFAULT_OUR_BEST = "ours_small_32s1"  # ``best`` before any candidate has a stored result
+DEFAULT_BEST_PEER = "resnet18_64"
+# Priority order of the full benchmark (what runs first when time is short); then the extra seeds.
+DEFAULT_ORDER = (
+    "ours_small_32s1",
+    "resnet18_64",
+    "paper_vgg_32",
+    "efficientnet_b0_64",
+    "ours_small_64s2",
+    "best_noattn",
+    "vgg16_bn_64",
+)
+SEEDED_ROWS = ("best", "best_peer")
 # Quick mode: the cheap rows only (the full-width VGG needs minutes for one epoch and its D4 evaluation).
-QUICK_ORDER = (OUR_BEST, BEST_PEER, "ablation_small_32s1_noattn")
+QUICK_ORDER = ("ours_small_32s1", "resnet18_64", "best_noattn")
 
 
 class BenchmarkError(RuntimeError):
@@ -180,6 +189,36 @@ def result_dir(results_dir: Path, row: str, seed: int) -> Path:
 
 def is_complete(folder: Path) -> bool:
     return all((folder / f).is_file() for f in ("metrics.json", "predictions.npz", "bench.json"))
+
+
+def validation_macro_f1(results_dir: Path, row: str, seed: int = 0) -> float | None:
+    """The stored validation macro-F1 of ``row`` (None without a complete stored result)."""
+    folder = result_dir(results_dir, row, seed)
+    if not is_complete(folder):
+        return None
+    return float(json.loads((folder / "metrics.json").read_text())["validation"]["macro_f1"])
+
+
+def best_row(results_dir: Path, role: str) -> str | None:
+    """The ``role`` row ("ours", "peer") with the highest validation macro-F1 of the stored seed-0 results."""
+    scores = {n: validation_macro_f1(results_dir, n) for n, r in ROWS.items() if r.role == role}
+    scores = {n: v for n, v in scores.items() if v is not None}
+    return max(scores, key=lambda n: (scores[n], n)) if scores else None
+
+
+def resolve_row(name: str, results_dir: Path) -> str:
+    """A row name, or an alias (``best``, ``best_peer``, ``best_noattn``) resolved on validation now."""
+    if name == "best":
+        return best_row(results_dir, "ours") or DEFAULT_OUR_BEST
+    if name == "best_peer":
+        return best_row(results_dir, "peer") or DEFAULT_BEST_PEER
+    if name == "best_noattn":
+        return _ablation_of(ROWS[resolve_row("best", results_dir)]).name
+    if name not in ROWS:
+        raise BenchmarkError(
+            f"Unknown row {name!r}; see --list for the rows (aliases: {', '.join(ALIASES)})."
+        )
+    return name
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -369,6 +408,49 @@ def markdown_table(rows: dict[str, Any]) -> str:
     return table
 
 
+def _compare(ours: dict[str, Any], other: dict[str, Any], k: str) -> str:
+    """'beats' when our 95% interval lies wholly above theirs, else 'higher (overlap)' or 'not higher'."""
+    (lo, _), (_, hi) = ours["ci95"][k], other["ci95"][k]
+    if lo > hi:
+        return "beats"
+    return "higher (intervals overlap)" if ours[k] > other[k] else "not higher"
+
+
+def verdict(rows: dict[str, Any]) -> dict[str, Any] | None:
+    """Issue 7's target on test, for the ``ours`` row best on validation: against the paper's setup and
+    every peer, on balanced accuracy and macro-F1, does its 95% interval lie above theirs?"""
+    ours = [n for n in rows if rows[n]["role"] == "ours"]
+    others = [n for n in _row_order(rows) if rows[n]["role"] in ("paper", "peer")]
+    if not ours or not others:
+        return None
+    best = max(ours, key=lambda n: (rows[n]["runs"][0]["validation"]["macro_f1"], n))
+    mine = rows[best]["runs"][0]["test"]
+    against = {
+        n: {k: _compare(mine, rows[n]["runs"][0]["test"], k) for k in ("balanced_accuracy", "macro_f1")}
+        for n in others
+    }
+    met = all(v == "beats" for cmp in against.values() for v in cmp.values())
+    return {"best": best, "against": against, "target_met": met}
+
+
+def markdown_verdict(rows: dict[str, Any], v: dict[str, Any]) -> str:
+    mine = rows[v["best"]]["runs"][0]["test"]
+    out = (
+        f"\nTarget (test, seed 0): our row best on validation, **{v['best']}**, against the paper's setup "
+        "and each peer; 'beats' = its 95% interval lies wholly above the other's. Target "
+        f"{'**met**' if v['target_met'] else '**not met**'}.\n\n"
+        "| against | balanced acc. (ours vs theirs) | macro-F1 (ours vs theirs) |\n|---|---|---|\n"
+    )
+    for name, cmp in v["against"].items():
+        theirs = rows[name]["runs"][0]["test"]
+        cells = [
+            f"{cmp[k]}: {_with_ci(mine, k)} vs {_with_ci(theirs, k)}"
+            for k in ("balanced_accuracy", "macro_f1")
+        ]
+        out += f"| {name} | " + " | ".join(cells) + " |\n"
+    return out
+
+
 def report(results_dir: Path, n_boot: int = 1000, quiet: bool = False) -> dict[str, Any]:
     """Build ``results.json`` and ``results.md`` in ``results_dir`` from the stored runs; print the table."""
     rows = collect(results_dir, n_boot)
@@ -380,12 +462,21 @@ def report(results_dir: Path, n_boot: int = 1000, quiet: bool = False) -> dict[s
         "CPU (calibrated throughput -> epochs). Best epoch chosen on validation macro-F1; test scored once. "
         "Intervals: 95% bootstrap (1000 resamples). D4 TTA: 8 rotations/mirrors, mirrored views with the "
         "clockwise/anticlockwise probabilities swapped back. ECE (15 bins) on test before -> after "
-        "temperature scaling fitted on validation. train min and img/s run: wall time of the run (the "
-        "machine was shared with other work, so these vary); img/s quiet: the calibrated throughput that "
-        "set the epochs. GFLOPs: forward, one image.\n\n"
+        "temperature scaling fitted on validation. train min and img/s run: wall time of the run (slower "
+        "when other work shares the machine); img/s quiet: the calibrated throughput that set the epochs. "
+        "GFLOPs: forward, one image.\n\n"
     )
     md = header + markdown_table(rows)
-    out = {"dataset": DATASET, "split_seed": SPLIT_SEED, "budget_minutes": budget, "rows": rows}
+    target = verdict(rows)
+    if target is not None:
+        md += markdown_verdict(rows, target)
+    out = {
+        "dataset": DATASET,
+        "split_seed": SPLIT_SEED,
+        "budget_minutes": budget,
+        "rows": rows,
+        "verdict": target,
+    }
     write_json(results_dir / "results.json", out)
     write_text(results_dir / "results.md", md)
     if not quiet:
@@ -587,14 +678,15 @@ def run_row(
             "gflops": forward_gflops(row, len(names)),
             "n_train": n_train,
         }
-        if row.role == "ablation":  # the controlled comparison: our row's very schedule, attention removed
-            ours = result_dir(results_dir, OUR_BEST, seed) / "bench.json"
-            if not ours.is_file():
+        if row.parent:  # the controlled comparison: the parent row's very schedule, attention removed
+            parent = result_dir(results_dir, row.parent, seed) / "bench.json"
+            if not parent.is_file():
                 raise BenchmarkError(
-                    f"The ablation trains as long as {OUR_BEST} (seed {seed}): run that row first."
+                    f"The ablation {row.name} trains as long as {row.parent} (seed {seed}): run that row "
+                    "first."
                 )
-            plan.update({k: json.loads(ours.read_text())[k] for k in ("epochs", "max_train_samples")})
-            plan["schedule_of"] = OUR_BEST
+            plan.update({k: json.loads(parent.read_text())[k] for k in ("epochs", "max_train_samples")})
+            plan["schedule_of"] = row.parent
         write_json(plan_file, plan)
     cmd = [
         sys.executable,
@@ -704,14 +796,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help=f"{QUICK_BUDGET_MIN:g} min per run, one seed: proves the pipeline",
     )
     p.add_argument(
-        "--rows", nargs="+", default=None, help=f"rows to run, in order (default: {' '.join(DEFAULT_ORDER)})"
+        "--rows",
+        nargs="+",
+        default=None,
+        help=f"rows or aliases ({', '.join(ALIASES)}) to run, in order, each with every --seeds "
+        f"(default: {' '.join(DEFAULT_ORDER)} with seed 0, then {' and '.join(SEEDED_ROWS)} with --seeds)",
     )
     p.add_argument(
         "--seeds",
         nargs="+",
         type=int,
         default=None,
-        help=f"seeds of {', '.join(SEEDED_ROWS)} (default 0 1 2; quick: 0); other rows run seed 0",
+        help="seeds (default: 0 with --rows or --quick; 0 1 2 for the seeded rows of the default order)",
     )
     p.add_argument(
         "--results-dir", type=Path, default=None, help="default benchmarks/results/accuracy[_quick|_<B>min]"
@@ -754,18 +850,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         report(results_dir, args.n_boot)
         return 0
     order = args.rows or list(QUICK_ORDER if args.quick else DEFAULT_ORDER)
-    unknown = [r for r in order if r not in ROWS]
+    unknown = [r for r in order if r not in ROWS and r not in ALIASES]
     if unknown:
-        raise BenchmarkError(f"Unknown row(s) {unknown}; see --list for the rows.")
-    seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
-    jobs = [(r, 0) for r in order] + [(r, s) for r in order if r in SEEDED_ROWS for s in seeds if s != 0]
+        raise BenchmarkError(
+            f"Unknown row(s) {unknown}; see --list for the rows (aliases: {', '.join(ALIASES)})."
+        )
+    if args.rows or args.quick:
+        jobs = [(r, s) for r in order for s in args.seeds or [0]]
+    else:
+        seeds = [s for s in args.seeds or [0, 1, 2] if s != 0]
+        jobs = [(r, 0) for r in order] + [(r, s) for r in SEEDED_ROWS for s in seeds]
     data = None
     if args.calibrate:
         from timm_galaxy_attn.labels import DATASET_CLASSES
 
-        calibration(results_dir, [ROWS[r] for r in order], len(DATASET_CLASSES[DATASET]), redo=True)
+        rows = [ROWS[r] for r in (ROWS if not args.rows else order) if r in ROWS]
+        calibration(results_dir, rows, len(DATASET_CLASSES[DATASET]), redo=True)
         return 0
-    for name, seed in jobs:
+    for alias, seed in jobs:
+        name = resolve_row(alias, results_dir)  # aliases: chosen on validation when their turn comes
+        if name != alias:
+            print(f"[{alias}] = {name} (validation macro-F1 of the stored results)", flush=True)
         dest = result_dir(results_dir, name, seed)
         if is_complete(dest):
             print(f"[{name} seed {seed}] stored result exists: skipped ({dest})")

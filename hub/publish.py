@@ -36,6 +36,7 @@ __all__ = ["PublishError", "build_repo_folder", "render_model_card", "upload_fol
 CARD_NAME = "README.md"
 RESULTS_TABLE = "results_table.md"
 FIGURES = "figures"
+CAPTIONS = "captions.json"  # figures/captions.json: {file name: caption}
 
 
 class PublishError(RuntimeError):
@@ -207,14 +208,15 @@ def build_repo_folder(
     out: str | os.PathLike,
     *,
     overwrite: bool = False,
-    figures_extra: Sequence[str | os.PathLike] = (),
+    figures_extra: Sequence[str | os.PathLike | tuple[str | os.PathLike, str]] = (),
     results_table: str | os.PathLike | None = None,
 ) -> Path:
     """Assemble the repository folder of ``run_dir`` in ``out`` (atomic: built aside, then moved in place).
 
-    ``figures_extra``: extra PNGs (e.g. benchmarks/attention.py's per-class grid) copied to ``figures/``
-    and shown in the card under their file name. ``results_table``: a markdown file (e.g. the table of
-    benchmarks/accuracy.py) copied as ``results_table.md`` and included in the card verbatim.
+    ``figures_extra``: extra PNGs (e.g. benchmarks/attention.py's per-class grid), each a path or a
+    (path, caption) pair, copied to ``figures/`` and shown in the card under their caption (kept in
+    ``figures/captions.json``) or, without one, their file name. ``results_table``: a markdown file (e.g.
+    the table of benchmarks/accuracy.py) copied as ``results_table.md`` and included in the card verbatim.
     """
     import timm
 
@@ -258,10 +260,18 @@ def build_repo_folder(
             shutil.copy2(run_dir / "confusion_matrix.png", figures / "confusion_matrix.png")
         for png in _attention_figures(run_dir, metrics.get("best_epoch")):
             shutil.copy2(png, figures / f"attention_{png.name}")
-        for extra in map(Path, figures_extra):
+        captions: dict[str, str] = {}
+        for item in figures_extra:
+            extra, caption = (Path(item[0]), str(item[1])) if isinstance(item, tuple) else (Path(item), "")
             if extra.suffix.lower() != ".png" or not extra.is_file():
                 raise PublishError(f"--figure {extra}: not a PNG file.")
+            if (figures / extra.name).exists():
+                raise PublishError(f"--figure {extra}: a figure named {extra.name} is already in the card.")
             shutil.copy2(extra, figures / extra.name)
+            if caption.strip():
+                captions[extra.name] = caption.strip()
+        if captions:
+            (figures / CAPTIONS).write_text(json.dumps(captions, indent=2) + "\n")
         if results_table is not None:
             if not Path(results_table).is_file():
                 raise PublishError(f"--results-table {results_table}: file not found.")
@@ -422,10 +432,13 @@ def render_model_card(folder: str | os.PathLike) -> str:
             epoch = int(fig.removeprefix("attention_epoch_").removesuffix(".png"))
             add(f"![Attention maps after epoch {epoch}]({FIGURES}/{fig})\n")
             add(f"*After epoch {epoch}.*\n")
+        captions_file = folder / FIGURES / CAPTIONS
+        captions = _read_json(captions_file, CAPTIONS) if captions_file.is_file() else {}
         for fig in extra:
             title = Path(fig).stem.replace("_", " ")
+            caption = captions.get(fig) or f"{title[:1].upper() + title[1:]}."
             add(f"![{title}]({FIGURES}/{fig})\n")
-            add(f"*{title[:1].upper() + title[1:]}.*\n")
+            add(f"*{caption}*\n")
 
     hub_name = f"hf-hub:{repo_id}"
     add("## How to use\n")
@@ -627,12 +640,26 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--model-card", type=Path, default=None, help="also copy the card here (e.g. model_card.md)"
     )
     p.add_argument(
-        "--figure", action="append", default=[], type=Path, help="extra PNG for the card (repeatable)"
+        "--figure",
+        action="append",
+        nargs="+",
+        default=[],
+        metavar=("PNG", "CAPTION"),
+        help="extra PNG for the card and, optionally, its caption (repeatable)",
     )
     p.add_argument(
         "--results-table", type=Path, default=None, help="markdown table (e.g. from benchmarks/) for the card"
     )
     return p.parse_args(argv)
+
+
+def _figure_arg(values: list[str]) -> tuple[str, str]:
+    """``--figure PNG [CAPTION]`` as a (path, caption) pair."""
+    if len(values) > 2:
+        raise PublishError(
+            f"--figure {' '.join(values)}: give a PNG and at most one caption (quote a caption with spaces)."
+        )
+    return values[0], values[1] if len(values) == 2 else ""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -644,7 +671,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.repo_id,
             out,
             overwrite=args.force,
-            figures_extra=args.figure,
+            figures_extra=[_figure_arg(f) for f in args.figure],
             results_table=args.results_table,
         )
         if args.model_card is not None:

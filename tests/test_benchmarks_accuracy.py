@@ -185,10 +185,54 @@ def test_d4_tta_undoes_the_mirror_label_swap(acc):
 
 
 def test_rows_are_consistent(acc):
-    assert acc.OUR_BEST in acc.ROWS and acc.BEST_PEER in acc.ROWS
-    assert set(acc.DEFAULT_ORDER) <= set(acc.ROWS) and set(acc.QUICK_ORDER) <= set(acc.ROWS)
+    known = set(acc.ROWS) | set(acc.ALIASES)
+    assert set(acc.DEFAULT_ORDER) <= known and set(acc.QUICK_ORDER) <= known and set(acc.SEEDED_ROWS) <= known
+    assert acc.ROWS[acc.DEFAULT_OUR_BEST].role == "ours" and acc.ROWS[acc.DEFAULT_BEST_PEER].role == "peer"
     paper = acc.ROWS["paper_vgg_32"]
     assert paper.train_args()[:4] == ["--model", "galaxy_attn_vgg", "--recipe", "paper"]
-    ablation = next(r for r in acc.ROWS.values() if r.role == "ablation")
-    assert ablation.model_kwargs()["attention"] is False
-    assert re.fullmatch(r"[a-z0-9_]+", acc.OUR_BEST)
+    for row in acc.ROWS.values():
+        assert re.fullmatch(r"[a-z0-9_]+", row.name)
+        if row.role == "ours":  # every candidate has its ablation: same arguments plus --no-attention
+            ablation = acc.ROWS[f"ablation_{row.name.removeprefix('ours_')}_noattn"]
+            assert ablation.parent == row.name and ablation.role == "ablation"
+            assert ablation.train_args() == [*row.train_args(), "--no-attention"]
+            assert ablation.model_kwargs() == {**row.model_kwargs(), "attention": False}
+
+
+def test_best_rows_are_chosen_on_validation(acc, tmp_path):
+    res = tmp_path / "accuracy"
+    assert acc.resolve_row("best", res) == acc.DEFAULT_OUR_BEST  # nothing stored yet
+    assert acc.resolve_row("best_noattn", res) == "ablation_small_32s1_noattn"
+    runs = {"ours_small_32s1": 0.5, "ours_small_64s2": 0.9, "resnet18_64": 0.7, "efficientnet_b0_64": 0.95}
+    val = {
+        n: fake_run(res / n / "seed0", i, skill)["metrics"]["validation"]["macro_f1"]
+        for i, (n, skill) in enumerate(runs.items())
+    }
+    assert val["ours_small_64s2"] > val["ours_small_32s1"] and val["efficientnet_b0_64"] > val["resnet18_64"]
+    assert acc.resolve_row("best", res) == "ours_small_64s2"
+    assert acc.resolve_row("best_noattn", res) == "ablation_small_64s2_noattn"
+    assert acc.resolve_row("best_peer", res) == "efficientnet_b0_64"
+    assert acc.resolve_row("vgg16_bn_64", res) == "vgg16_bn_64"
+    with pytest.raises(acc.BenchmarkError, match="Unknown row 'resnet50'"):
+        acc.resolve_row("resnet50", res)
+
+
+def test_verdict_needs_disjoint_intervals(acc, tmp_path):
+    res = tmp_path / "accuracy"
+    fake_run(res / "ours_small_32s1" / "seed0", 0, 0.95)
+    fake_run(res / "ours_small_64s2" / "seed0", 1, 0.3)  # worse on validation: not the one compared
+    fake_run(res / "paper_vgg_32" / "seed0", 2, 0.1)
+    out = acc.report(res, n_boot=200, quiet=True)
+    v = out["verdict"]
+    assert v["best"] == "ours_small_32s1" and v["target_met"] is True
+    assert v["against"] == {"paper_vgg_32": {"balanced_accuracy": "beats", "macro_f1": "beats"}}
+    md = (res / "results.md").read_text()
+    assert "**ours_small_32s1**" in md and "Target **met**" in md
+    fake_run(res / "resnet18_64" / "seed0", 3, 0.95)  # as good as ours: intervals overlap
+    out = acc.report(res, n_boot=200, quiet=True)
+    assert out["verdict"]["target_met"] is False
+    assert set(out["verdict"]["against"]["resnet18_64"].values()) <= {
+        "higher (intervals overlap)",
+        "not higher",
+    }
+    assert "Target **not met**" in (res / "results.md").read_text()

@@ -145,6 +145,23 @@ def test_extra_figure_and_results_table(run_dir: Path, tmp_path: Path) -> None:
     assert not (tmp_path / "r2").exists()
 
 
+def test_figure_caption_from_the_command_line(run_dir: Path, tmp_path: Path) -> None:
+    grid = next((run_dir / "attention").glob("epoch_*.png"))
+    figure = tmp_path / "per_class_attention.png"
+    shutil.copyfile(grid, figure)
+    caption = "Validation galaxies per class with their three attention maps."
+    out = tmp_path / "repo"
+    argv = [str(run_dir), "--repo-id", REPO_ID, "--dry-run", "--out", str(out)]
+    assert publish.main([*argv, "--figure", str(figure), caption]) == 0
+    card = (out / "README.md").read_text()
+    assert f"![per class attention](figures/per_class_attention.png)\n\n*{caption}*" in card
+    assert json.loads((out / "figures" / "captions.json").read_text()) == {figure.name: caption}
+    assert publish.render_model_card(out) == card  # the caption lives in the folder
+    bad = [str(run_dir), "--repo-id", REPO_ID, "--dry-run", "--out", str(tmp_path / "r2")]
+    assert publish.main([*bad, "--figure", str(figure), "a", "b"]) == 2
+    assert not (tmp_path / "r2").exists()
+
+
 def test_shipped_model_card_is_in_sync() -> None:
     """model_card.md is the card of the shipped weights, regenerated from their folder."""
     card = ROOT / "model_card.md"
