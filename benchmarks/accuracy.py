@@ -451,6 +451,38 @@ def markdown_verdict(rows: dict[str, Any], v: dict[str, Any]) -> str:
     return out
 
 
+def chirality(confusion: Sequence[Sequence[int]], swaps: dict[int, int]) -> float | None:
+    """Of the true spirals (the classes a mirror swaps) called a spiral, the share with the right winding
+    direction: 0.5 is a model blind to chirality. None without such predictions."""
+    cm = np.asarray(confusion)
+    spiral = sorted(swaps)
+    called = cm[np.ix_(spiral, spiral)]
+    return float(np.trace(called) / called.sum()) if called.sum() else None
+
+
+def markdown_per_class(rows: dict[str, Any]) -> str:
+    """Test F1 per class (seed 0) and the chirality share: where each row wins and loses."""
+    from timm_galaxy_attn.labels import MIRROR_LABEL_SWAPS
+
+    names = list(next(iter(rows.values()))["runs"][0]["test"]["per_class"])
+    swaps = MIRROR_LABEL_SWAPS.get(DATASET, {})
+    support = [next(iter(rows.values()))["runs"][0]["test"]["per_class"][c]["support"] for c in names]
+    out = (
+        "\nPer-class test F1 (seed 0; support in brackets) and chirality: of the true clockwise and "
+        "anticlockwise spirals called a spiral, the share given the right winding (50 = blind to it).\n\n"
+        "| row | "
+        + " | ".join(f"{c} ({n})" for c, n in zip(names, support, strict=True))
+        + " | chirality |\n"
+        "|---|" + "---:|" * (len(names) + 1) + "\n"
+    )
+    for name in _row_order(rows):
+        test = rows[name]["runs"][0]["test"]
+        share = chirality(test["confusion_matrix"], swaps) if swaps else None
+        cells = [_pct(test["per_class"][c]["f1"]) for c in names]
+        out += f"| {name} | " + " | ".join(cells) + f" | {'-' if share is None else _pct(share)} |\n"
+    return out
+
+
 def report(results_dir: Path, n_boot: int = 1000, quiet: bool = False) -> dict[str, Any]:
     """Build ``results.json`` and ``results.md`` in ``results_dir`` from the stored runs; print the table."""
     rows = collect(results_dir, n_boot)
@@ -466,7 +498,7 @@ def report(results_dir: Path, n_boot: int = 1000, quiet: bool = False) -> dict[s
         "when other work shares the machine); img/s quiet: the calibrated throughput that set the epochs. "
         "GFLOPs: forward, one image.\n\n"
     )
-    md = header + markdown_table(rows)
+    md = header + markdown_table(rows) + markdown_per_class(rows)
     target = verdict(rows)
     if target is not None:
         md += markdown_verdict(rows, target)

@@ -217,6 +217,19 @@ def test_best_rows_are_chosen_on_validation(acc, tmp_path):
         acc.resolve_row("resnet50", res)
 
 
+def test_chirality_share(acc):
+    cm = np.zeros((6, 6), dtype=int)
+    cm[1, 1], cm[1, 2], cm[2, 2], cm[2, 1], cm[1, 0] = (
+        30,
+        10,
+        25,
+        15,
+        99,
+    )  # 55 right of 80 spirals called spiral
+    assert acc.chirality(cm, {1: 2, 2: 1}) == pytest.approx(55 / 80)
+    assert acc.chirality(np.eye(6, dtype=int) * 0, {1: 2, 2: 1}) is None
+
+
 def test_verdict_needs_disjoint_intervals(acc, tmp_path):
     res = tmp_path / "accuracy"
     fake_run(res / "ours_small_32s1" / "seed0", 0, 0.95)
@@ -228,6 +241,9 @@ def test_verdict_needs_disjoint_intervals(acc, tmp_path):
     assert v["against"] == {"paper_vgg_32": {"balanced_accuracy": "beats", "macro_f1": "beats"}}
     md = (res / "results.md").read_text()
     assert "**ours_small_32s1**" in md and "Target **met**" in md
+    f1 = out["rows"]["paper_vgg_32"]["runs"][0]["test"]["per_class"]["Merger"]["f1"]
+    line = next(ln for ln in md.splitlines() if ln.startswith("| paper_vgg_32 |") and "[" not in ln)
+    assert line.split(" | ")[6] == f"{100 * f1:.1f}"  # per-class table: Merger is the 6th class
     fake_run(res / "resnet18_64" / "seed0", 3, 0.95)  # as good as ours: intervals overlap
     out = acc.report(res, n_boot=200, quiet=True)
     assert out["verdict"]["target_met"] is False
