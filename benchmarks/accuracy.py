@@ -108,6 +108,9 @@ class Row:
 _ROWS: tuple[Row, ...] = (
     Row("ours_small_32s1", "ours", "galaxy_attn_vgg_small", "default", 32, 1),
     Row("ours_small_64s2", "ours", "galaxy_attn_vgg_small", "default", 64, 2, (), "strided stem"),
+    Row(
+        "ours_small_64s4", "ours", "galaxy_attn_vgg_small", "default", 64, 4, (), "strided stem, 1/4 the cost"
+    ),
     Row("ours_small_128s4", "ours", "galaxy_attn_vgg_small", "default", 128, 4, (), "strided stem"),
     Row(
         "ours_small_32s1_dp",
@@ -149,6 +152,7 @@ DEFAULT_BEST_PEER = "resnet18_64"
 DEFAULT_ORDER = (
     "ours_small_32s1",
     "resnet18_64",
+    "ours_small_64s4",
     "paper_vgg_32",
     "efficientnet_b0_64",
     "ours_small_64s2",
