@@ -16,6 +16,10 @@
     images, or fresh synthetic ones for a synthetic run): normalised entropy of each map (1 = uniform,
     "blank") and the largest single-position mass, beside the run's train / validation accuracy. The paper
     (figures 2-3) saw the first estimator go blank once the network overfits.
+(d) ``overfit``: the same measures on a run made to overfit on purpose: our recipe on a few hundred real
+    training galaxies (``--max-train-samples``) for many epochs (trained by this script into
+    ``--overfit-run`` unless that folder holds a finished run). Does the first estimator go blank once the
+    training accuracy leaves the validation accuracy behind?
 
 Maps are compared at the estimator's own resolution: images, masks and priors are area-averaged down to it.
 Softmax maps sum to 1; sigmoid maps are divided by their sum first. Writes ``results.json`` and
@@ -204,6 +208,25 @@ def train_synthetic(run_dir: Path, epochs: int, per_class: int) -> None:
     if (run_dir / "train_config.json").is_file():
         cmd.append("--resume")
     print("training the synthetic model:", " ".join(cmd[1:]), flush=True)
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    subprocess.run(cmd, cwd=ROOT, env=env, check=True)
+
+
+def train_overfit(run_dir: Path, epochs: int, train_samples: int) -> None:
+    """galaxy_attn_vgg_small with our recipe on ``train_samples`` real gz1_sdss training images for ``epochs``
+    epochs (the benchmark's split), every epoch's checkpoint kept (resumable)."""
+    if (run_dir / "metrics.json").is_file():
+        return
+    cmd = [
+        sys.executable,
+        str(ROOT / "training" / "train.py"),
+        *("--dataset", "gz1_sdss", "--split-seed", "0", "--max-train-samples", str(train_samples)),
+        *("--model", "galaxy_attn_vgg_small", "--recipe", "default", "--image-size", "32"),
+        *("--epochs", str(epochs), "--keep-checkpoints", "1000", "--output-dir", str(run_dir)),
+    ]
+    if (run_dir / "train_config.json").is_file():
+        cmd.append("--resume")
+    print("training the overfitting model:", " ".join(cmd[1:]), flush=True)
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
     subprocess.run(cmd, cwd=ROOT, env=env, check=True)
 
@@ -416,22 +439,27 @@ def markdown(res: dict[str, Any]) -> str:
             f"{_ms(bc['iou_top20'])}; a random map's top-20% IoU with brightness "
             f"{_ms(r['random_map_iou_top20_with_brightness'])}.\n"
         )
-    if "epochs" in res:
-        e = res["epochs"]
+    for key, title in (("epochs", "(c) Across epochs"), ("overfit", "(d) Overfitting on purpose")):
+        if key not in res:
+            continue
+        e = res[key]
         md.append(
-            f"### (c) Across epochs (`{e['run']}`, {e['dataset']}, {e['images']} held-out images, best epoch "
+            f"### {title} (`{e['run']}`, {e['dataset']}, {e['images']} held-out images, best epoch "
             f"{e['best_epoch']})\n\nNormalised entropy (1 = uniform) and largest single-position mass of "
             f"each map; 'blank' = entropy > {BLANK_ENTROPY} or peak > {PEAKED_MASS}.\n\n"
             "| epoch | train acc | val acc | val macro-F1 | attn1 entropy / peak / blank "
-            "| attn2 entropy / peak | attn3 entropy / peak |\n|---|---|---|---|---|---|---|"
+            "| attn2 entropy / peak / blank | attn3 entropy / peak / blank |\n|---|---|---|---|---|---|---|"
         )
         for row in e["epochs"]:
             md.append(
                 f"| {row['epoch']} | {row['train_accuracy']:.3f} | {row['val_accuracy']:.3f} | "
-                f"{row['val_macro_f1']:.3f} | {row['attn1_entropy']:.3f} / {row['attn1_peak']:.3f} / "
-                f"{100 * row['attn1_blank_share']:.0f}% | "
-                f"{row['attn2_entropy']:.3f} / {row['attn2_peak']:.3f} | "
-                f"{row['attn3_entropy']:.3f} / {row['attn3_peak']:.3f} |"
+                f"{row['val_macro_f1']:.3f} | "
+                + " | ".join(
+                    f"{row[f'attn{j}_entropy']:.3f} / {row[f'attn{j}_peak']:.3f} / "
+                    f"{100 * row[f'attn{j}_blank_share']:.0f}%"
+                    for j in (1, 2, 3)
+                )
+                + " |"
             )
         md.append("")
     return "\n".join(md) + "\n"
@@ -439,7 +467,7 @@ def markdown(res: dict[str, Any]) -> str:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--parts", nargs="+", choices=("synthetic", "real", "epochs"), default=None)
+    p.add_argument("--parts", nargs="+", choices=("synthetic", "real", "epochs", "overfit"), default=None)
     p.add_argument("--model", default=None, help="(b) shipped model folder or timm name with weights")
     p.add_argument(
         "--synthetic-run", type=Path, default=ROOT / "runs" / "benchmarks" / "attention" / "synthetic_small32"
@@ -450,6 +478,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--epochs-run", type=Path, default=None, help="(c) a run folder with per-epoch checkpoints"
     )
+    p.add_argument(
+        "--overfit-run", type=Path, default=ROOT / "runs" / "benchmarks" / "attention" / "overfit_small32"
+    )
+    p.add_argument("--overfit-epochs", type=int, default=40)
+    p.add_argument("--overfit-train-samples", type=int, default=500, help="(d) real training images used")
     p.add_argument("--limit", type=int, default=None, help="use at most this many validation images")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "attention")
     return p.parse_args(argv)
@@ -481,6 +514,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.epochs_run is None:
             raise SystemExit("--parts epochs needs --epochs-run RUN_DIR")
         res["epochs"] = part_epochs(args.epochs_run, args.limit)
+    if "overfit" in parts:
+        train_overfit(args.overfit_run, args.overfit_epochs, args.overfit_train_samples)
+        res["overfit"] = part_epochs(args.overfit_run, args.limit)
     args.out.mkdir(parents=True, exist_ok=True)
     for name, text in (("results.json", json.dumps(res, indent=2) + "\n"), ("results.md", markdown(res))):
         tmp = args.out / f".{name}.tmp"
