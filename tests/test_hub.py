@@ -289,3 +289,48 @@ def test_missing_cache_entry_fails_fast_naming_the_repo(
     with pytest.raises(OSError, match=missing):
         GalaxyAttnForImageClassification.from_pretrained(missing, cache_dir=tmp_path)
     assert time.perf_counter() - start < 5.0
+
+
+def test_shipped_weights_reproduce_the_benchmark() -> None:
+    """The shipped folder's test metrics are a stored benchmarks/accuracy.py run's, its preprocessing is the
+    timm tag's, and its weights, loaded the way a user loads them, score the real test split the same."""
+    import numpy as np
+    import torch
+
+    from timm_galaxy_attn.data import load_galaxy_dataset, normalize_batch, prepare_tensors
+
+    shipped = json.loads((SHIPPED / "metrics.json").read_text())
+    stored = [
+        p.parent
+        for p in sorted((ROOT / "benchmarks" / "results").glob("accuracy*/*/seed*/metrics.json"))
+        if json.loads(p.read_text())["test"] == shipped["test"]
+    ]
+    assert stored, (
+        "no benchmarks/results/accuracy*/ run has the shipped test metrics: re-ship from the benchmark"
+    )
+    card = (ROOT / "model_card.md").read_text()
+    assert f"{shipped['test']['macro_f1']:.4f}" in card and f"{shipped['test']['accuracy']:.4f}" in card
+
+    model = timm.create_model(f"local-dir:{SHIPPED}", pretrained=True).eval()
+    tag = timm.create_model(SHIPPED.name, pretrained=False)
+    for key in ("input_size", "mean", "std", "crop_pct", "crop_mode", "interpolation", "label_names"):
+        assert json.dumps(model.pretrained_cfg[key]) == json.dumps(tag.pretrained_cfg[key]), key
+    config = timm.data.resolve_model_data_config(model)
+    x, y = prepare_tensors(
+        load_galaxy_dataset(shipped["dataset"], seed=shipped["split_seed"])["test"], config
+    )
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):  # as the run scored it
+        model = model.to(memory_format=torch.channels_last)
+        logits = torch.cat(
+            [
+                model(normalize_batch(x[i : i + 256], config).contiguous(memory_format=torch.channels_last))
+                for i in range(0, len(x), 256)
+            ]
+        ).float()
+    with np.load(stored[0] / "predictions.npz") as f:
+        ref_logits, ref_labels = f["test_logits"], f["test_labels"]
+    assert np.array_equal(y.numpy(), ref_labels)
+    agree = (logits.argmax(1).numpy() == ref_logits.argmax(1)).mean()
+    assert agree >= 0.995, f"shipped weights agree with the benchmark run on {agree:.1%} of test images"
+    accuracy = float((logits.argmax(1) == y).float().mean())
+    assert abs(accuracy - shipped["test"]["accuracy"]) <= 2 / len(y)
