@@ -197,6 +197,22 @@ def test_rows_are_consistent(acc):
             assert ablation.parent == row.name and ablation.role == "ablation"
             assert ablation.train_args() == [*row.train_args(), "--no-attention"]
             assert ablation.model_kwargs() == {**row.model_kwargs(), "attention": False}
+        if row.parent is not None:  # copies a schedule: the parent must be a row that runs on its own
+            assert acc.ROWS[row.parent].parent is None and row.role in ("ablation", "diagnostic")
+
+
+def test_every_galaxy_row_runs_at_its_input_size(acc):
+    """Each of our rows builds and runs a forward pass at its image size and stem stride (a 64 px input with
+    stem stride 4 would be below the 128 px the network needs, and fail only after calibration)."""
+    import timm
+    import torch
+
+    for row in acc.ROWS.values():
+        if not row.model.startswith("galaxy_attn_vgg"):
+            continue
+        model = timm.create_model(row.model, num_classes=6, **row.model_kwargs()).eval()
+        with torch.inference_mode():
+            assert model(torch.zeros(1, 3, row.image_size, row.image_size)).shape == (1, 6), row.name
 
 
 def test_best_rows_are_chosen_on_validation(acc, tmp_path):
@@ -235,10 +251,12 @@ def test_verdict_needs_disjoint_intervals(acc, tmp_path):
     fake_run(res / "ours_small_32s1" / "seed0", 0, 0.95)
     fake_run(res / "ours_small_64s2" / "seed0", 1, 0.3)  # worse on validation: not the one compared
     fake_run(res / "paper_vgg_32" / "seed0", 2, 0.1)
+    fake_run(res / "resnet18_64_our_epochs" / "seed0", 4, 0.99)  # a diagnostic: shown, never compared
     out = acc.report(res, n_boot=200, quiet=True)
     v = out["verdict"]
     assert v["best"] == "ours_small_32s1" and v["target_met"] is True
     assert v["against"] == {"paper_vgg_32": {"balanced_accuracy": "beats", "macro_f1": "beats"}}
+    assert out["rows"]["resnet18_64_our_epochs"]["role"] == "diagnostic"
     md = (res / "results.md").read_text()
     assert "**ours_small_32s1**" in md and "Target **met**" in md
     f1 = out["rows"]["paper_vgg_32"]["runs"][0]["test"]["per_class"]["Merger"]["f1"]
