@@ -250,3 +250,23 @@ def test_without_the_import_transformers_refuses_and_names_the_model_type(folder
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode != 0
     assert "galaxy_attn_vgg" in proc.stderr and "ValueError" in proc.stderr
+
+
+def test_stride4_variant_saves_as_the_small_architecture_with_its_options(tmp_path: Path) -> None:
+    """A galaxy_attn_vgg_small_s4 folder names the base architecture, keeps stem_stride=4 in model_args and
+    the 128 px preprocessing, and loads back in timm and transformers with the same logits."""
+    torch.manual_seed(0)
+    model = timm.create_model("galaxy_attn_vgg_small_s4", num_classes=3).eval()
+    out = save_pretrained_folder(model, tmp_path / "s4", label_names=["a", "b", "c"])
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["architecture"] == "galaxy_attn_vgg_small" and saved["model_args"]["stem_stride"] == 4
+    assert saved["pretrained_cfg"]["input_size"] == [3, 128, 128]
+    x = torch.randn(2, 3, 128, 128)
+    with torch.no_grad():
+        ref = model(x)
+        timm_back = timm.create_model(f"local-dir:{out}", pretrained=True).eval()
+        hf_back = AutoModelForImageClassification.from_pretrained(out).eval()
+        assert timm_back.stem_stride == 4 and hf_back.config.stem_stride == 4
+        torch.testing.assert_close(timm_back(x), ref, rtol=0, atol=0)
+        torch.testing.assert_close(hf_back(pixel_values=x).logits, ref, rtol=0, atol=0)
+    assert list(AutoImageProcessor.from_pretrained(out).input_size) == [3, 128, 128]

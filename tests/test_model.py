@@ -342,3 +342,18 @@ def test_missing_hub_weights_offline_name_the_repo():
     repo = r"'timm-galaxy-attn/galaxy_attn_vgg_small\.galaxy10_sdss'"
     with pytest.raises(RuntimeError, match=repo + r".*local-dir:"):
         timm.create_model("galaxy_attn_vgg_small.galaxy10_sdss", pretrained=True, **TINY)
+
+
+def test_stride4_variant_is_the_small_network_at_128_px():
+    model = timm.create_model("galaxy_attn_vgg_small_s4", num_classes=6).eval()
+    small = timm.create_model("galaxy_attn_vgg_small", num_classes=6)
+    assert model.stem_stride == 4 and model.widths == small.widths
+    assert model.state_dict().keys() == small.state_dict().keys() and n_params(model) == n_params(small)
+    config = timm.data.resolve_model_data_config(model)
+    assert config["input_size"] == (3, 128, 128) and config["crop_pct"] == 0.5  # its gz1_sdss tag
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 128, 128)).shape == (1, 6)
+        with pytest.raises(ValueError, match="at least 128x128"):
+            model(torch.randn(1, 3, 64, 64))
+    decals = timm.models.get_pretrained_cfg("galaxy_attn_vgg_small_s4.galaxy10_decals").to_dict()
+    assert decals["input_size"] == (3, 128, 128) and decals["crop_pct"] == 0.5  # native DECaLS pixels

@@ -1,8 +1,8 @@
 """timm-galaxy-attn: the attention CNN of Jetley et al. (2018) for galaxy morphology (timm, transformers).
 
-Importing this package registers the timm models ``galaxy_attn_vgg`` and ``galaxy_attn_vgg_small`` and the
-transformers classes (``AutoConfig``, ``AutoModelForImageClassification``, ``AutoImageProcessor``) for
-``model_type="galaxy_attn_vgg"``. Data, metrics, pictures and the catalogue engine load on first use.
+Importing this package registers the timm models ``galaxy_attn_vgg``, ``galaxy_attn_vgg_small`` and
+``galaxy_attn_vgg_small_s4`` and the transformers classes (``AutoConfig``,
+``AutoModelForImageClassification``, ``AutoImageProcessor``) for ``model_type="galaxy_attn_vgg"``. Data, metrics, pictures and the catalogue engine load on first use.
 """
 
 from __future__ import annotations

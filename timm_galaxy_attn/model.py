@@ -374,7 +374,27 @@ def _tags(variant: str) -> dict[str, dict[str, Any]]:
     }
 
 
-default_cfgs = generate_default_cfgs({**_tags("galaxy_attn_vgg"), **_tags("galaxy_attn_vgg_small")})
+def _tags_s4(variant: str) -> dict[str, dict[str, Any]]:
+    """Stem stride 4: the same crops at 128 px (4x the detail of 32 px for the same compute)."""
+    big = dict(crop_pct=0.5, input_size=(3, 128, 128), min_input_size=(3, 128, 128))
+    return {
+        # The shipped weights (benchmarks/accuracy.py row ours_small_128s4, best on validation).
+        f"{variant}.gz1_sdss": _cfg("gz1_sdss", variant, GZ1_SDSS_CLASSES, **big),
+        # The central 128x128 px of Galaxy10 DECaLS: native resolution, no resampling.
+        f"{variant}.galaxy10_decals": _cfg("galaxy10_decals", variant, GALAXY10_DECALS_CLASSES, **big),
+    }
+
+
+default_cfgs = generate_default_cfgs(
+    {
+        **_tags("galaxy_attn_vgg"),
+        **_tags("galaxy_attn_vgg_small"),
+        **_tags_s4("galaxy_attn_vgg_small_s4"),
+    }
+)
+# Registered names that are another one with preset options. A saved folder names the base architecture and
+# keeps the options in config.json's model_args, which timm and transformers both read back.
+VARIANT_OF = {"galaxy_attn_vgg_small_s4": "galaxy_attn_vgg_small"}
 
 
 @register_model
@@ -389,4 +409,14 @@ def galaxy_attn_vgg_small(pretrained: bool = False, **kwargs: Any) -> GalaxyAttn
     model_args = dict(widths=tuple(w // 2 for w in WIDTHS))
     return _create_galaxy_attn_vgg(
         "galaxy_attn_vgg_small", pretrained=pretrained, **dict(model_args, **kwargs)
+    )
+
+
+@register_model
+def galaxy_attn_vgg_small_s4(pretrained: bool = False, **kwargs: Any) -> GalaxyAttnVGG:
+    """galaxy_attn_vgg_small with a stride-4 stem (the first two convs stride by 2): 128 px inputs for the
+    compute of 32 px ones. The ``gz1_sdss`` tag holds the shipped weights."""
+    model_args = dict(widths=tuple(w // 2 for w in WIDTHS), stem_stride=4)
+    return _create_galaxy_attn_vgg(
+        "galaxy_attn_vgg_small_s4", pretrained=pretrained, **dict(model_args, **kwargs)
     )

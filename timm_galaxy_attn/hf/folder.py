@@ -27,7 +27,7 @@ import torch.nn as nn
 from timm.models import filter_pretrained_cfg
 
 from .._io import replace_dir
-from ..model import WIDTHS, GalaxyAttnVGG
+from ..model import VARIANT_OF, WIDTHS, GalaxyAttnVGG
 from .configuration_galaxy_attn import ARCHITECTURES, GalaxyAttnConfig, check_label_names
 from .image_processing_galaxy_attn import DATA_CONFIG_KEYS, GalaxyAttnImageProcessor
 
@@ -74,6 +74,7 @@ def config_from_timm_model(
             "class, in classifier order."
         )
     architecture = timm_model.pretrained_cfg.get("architecture")
+    architecture = VARIANT_OF.get(architecture, architecture)  # its preset options go to model_args
     if architecture not in ARCHITECTURES:
         raise ValueError(
             "Cannot tell which GalaxyAttnVGG variant this model is (pretrained_cfg "
