@@ -30,6 +30,7 @@ from typing import Any
 import yaml
 
 from timm_galaxy_attn._io import atomic_write, replace_dir
+from timm_galaxy_attn.model import VARIANT_OF
 
 __all__ = ["PublishError", "build_repo_folder", "render_model_card", "upload_folder", "main"]
 
@@ -357,7 +358,12 @@ def render_model_card(folder: str | os.PathLike) -> str:
     args = config.get("model_args", {})
     size = cfg["input_size"][-1]
     tag = repo_id.split("/")[-1]
-    timm_name = tag if tag.startswith(f"{arch}.") else None
+    variant = tag.split(".")[0]
+    # the timm name with tag, when the repository is named after one (galaxy_attn_vgg_small_s4.gz1_sdss is
+    # galaxy_attn_vgg_small with stem_stride=4: config.json names the base architecture)
+    timm_name = tag if "." in tag and VARIANT_OF.get(variant, variant) == arch else None
+    name = variant if timm_name else arch
+    stride = int(args.get("stem_stride", 1))
     figures = sorted(p.name for p in (folder / FIGURES).glob("*.png")) if (folder / FIGURES).is_dir() else []
     n = metrics.get("n", {})
     split = metrics.get("split", {})
@@ -367,7 +373,9 @@ def render_model_card(folder: str | os.PathLike) -> str:
     add("---\n" + yaml.safe_dump(_metadata(repo_id, metrics, info), sort_keys=False, width=110) + "---\n")
     add(f"# {tag}\n")
     add(
-        f"`{arch}` is the attention CNN *VGG-att3-concat-{args.get('compatibility', 'pc')}* of Jetley et al. "
+        f"`{name}`"
+        + (f" (`{arch}` with a stride-{stride} stem)" if stride > 1 else "")
+        + f" is the attention CNN *VGG-att3-concat-{args.get('compatibility', 'pc')}* of Jetley et al. "
         '(2018, "Learn to Pay Attention"), the network J. Misquith (2023) trained on Galaxy10 for galaxy '
         f"morphology, packaged for timm and transformers by the `timm-galaxy-attn` package. "
         f"These weights classify {size}x{size} px galaxy images into {len(names)} classes: "
@@ -485,7 +493,7 @@ def render_model_card(folder: str | os.PathLike) -> str:
     add("## Training\n")
     command = metrics.get("command")
     if command:
-        command = command.removeprefix("train.py ")
+        command = _portable_command(command.removeprefix("train.py "), tag)
         procs = int(metrics.get("num_processes") or 1)
         launch = "accelerate launch" + (f" --multi_gpu --num_processes {procs}" if procs > 1 else "")
         add(f"```bash\n{launch} training/train.py {command}\n```\n")
@@ -553,6 +561,15 @@ def render_model_card(folder: str | os.PathLike) -> str:
         "the astroNN project (https://astronn.readthedocs.io). License of the weights and code: Apache-2.0.\n"
     )
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _portable_command(command: str, tag: str) -> str:
+    """The training command without this machine's absolute ``--output-dir`` (it becomes ``runs/<tag>``)."""
+    parts = command.split(" ")
+    for i, part in enumerate(parts[:-1]):
+        if part == "--output-dir" and os.path.isabs(parts[i + 1]):
+            parts[i + 1] = f"runs/{tag}"
+    return " ".join(parts)
 
 
 def _fmt_int(x: Any) -> str:

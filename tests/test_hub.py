@@ -19,7 +19,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT.parent / "shared" / "data" / "galaxy10_decals_examples"
-SHIPPED = ROOT / "hub" / "galaxy_attn_vgg_small.gz1_sdss"  # the shipped weights (issue 7), once they land
+SHIPPED = ROOT / "hub" / "galaxy_attn_vgg_small_s4.gz1_sdss"  # the shipped weights (issue 7)
 REPO_ID = "test-org/galaxy-attn-tiny"
 TAG_REPO_ID = "timm-galaxy-attn/galaxy_attn_vgg_small.galaxy10_decals"  # the tag's own hf_hub_id
 
@@ -171,6 +171,8 @@ def test_shipped_model_card_is_in_sync() -> None:
     regenerated = publish.render_model_card(SHIPPED)
     assert (SHIPPED / "README.md").read_text() == regenerated
     assert card.read_text() == regenerated, "model_card.md is stale: rerun hub/publish.py with --model-card"
+    assert f'timm.create_model("{SHIPPED.name}", pretrained=True)' in regenerated  # the tag is named
+    assert str(ROOT) not in regenerated  # no path of the machine that built it
 
 
 def test_publish_refuses_bad_input(run_dir: Path, tmp_path: Path) -> None:
@@ -334,3 +336,46 @@ def test_shipped_weights_reproduce_the_benchmark() -> None:
     assert agree >= 0.995, f"shipped weights agree with the benchmark run on {agree:.1%} of test images"
     accuracy = float((logits.argmax(1) == y).float().mean())
     assert abs(accuracy - shipped["test"]["accuracy"]) <= 2 / len(y)
+
+
+SHIPPED_LOAD_SCRIPT = r"""
+import json, sys
+import torch, timm
+import timm_galaxy_attn
+from PIL import Image
+from transformers import pipeline
+
+tag, image_path = sys.argv[1:3]
+model = timm.create_model(tag, pretrained=True).eval()  # the tag's hf_hub_id, from the cache
+config = timm.data.resolve_model_data_config(model)
+image = Image.open(image_path).convert("RGB")
+x = timm.data.create_transform(**config, is_training=False)(image).unsqueeze(0)
+with torch.no_grad():
+    logits = model(x)
+repo_id = model.pretrained_cfg["hf_hub_id"]
+result = pipeline("image-classification", model=repo_id)(image, top_k=model.num_classes)
+print(json.dumps({"stem_stride": model.stem_stride, "input_size": config["input_size"], "repo_id": repo_id,
+                  "probs": logits.softmax(-1)[0].tolist(), "labels": model.pretrained_cfg["label_names"],
+                  "pipeline": {r["label"]: r["score"] for r in result}}))
+"""
+
+
+def test_shipped_tag_loads_from_the_hf_cache(tmp_path: Path) -> None:
+    """timm.create_model(<shipped tag>, pretrained=True) and the transformers pipeline, offline, from a
+    Hugging Face cache holding the shipped folder: the stride-4 network at 128 px, the same probabilities."""
+    tag = SHIPPED.name
+    repo_id = timm.models.get_pretrained_cfg(tag).hf_hub_id
+    assert json.loads((SHIPPED / "config.json").read_text())["pretrained_cfg"]["hf_hub_id"] == repo_id
+    cache = tmp_path / "hf" / "hub"
+    _place_in_cache(SHIPPED, cache, repo_id)
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"), HF_HUB_CACHE=str(cache))
+    image = sorted(EXAMPLES.glob("*.png"))[0]
+    proc = subprocess.run(
+        [sys.executable, "-c", SHIPPED_LOAD_SCRIPT, tag, str(image)],
+        capture_output=True, text=True, env=env, timeout=180,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["stem_stride"] == 4 and out["input_size"] == [3, 128, 128] and out["repo_id"] == repo_id
+    for label, p in zip(out["labels"], out["probs"], strict=True):
+        assert abs(out["pipeline"][label] - p) < 1e-4, label
