@@ -212,16 +212,20 @@ def train_synthetic(run_dir: Path, epochs: int, per_class: int) -> None:
     subprocess.run(cmd, cwd=ROOT, env=env, check=True)
 
 
-def train_overfit(run_dir: Path, epochs: int, train_samples: int) -> None:
+def train_overfit(
+    run_dir: Path, epochs: int, train_samples: int, image_size: int = 128, stem_stride: int = 4
+) -> None:
     """galaxy_attn_vgg_small with our recipe on ``train_samples`` real gz1_sdss training images for ``epochs``
-    epochs (the benchmark's split), every epoch's checkpoint kept (resumable)."""
+    epochs (the benchmark's split), every epoch's checkpoint kept (resumable). The default input (128 px,
+    stem stride 4) is the shipped row's."""
     if (run_dir / "metrics.json").is_file():
         return
     cmd = [
         sys.executable,
         str(ROOT / "training" / "train.py"),
         *("--dataset", "gz1_sdss", "--split-seed", "0", "--max-train-samples", str(train_samples)),
-        *("--model", "galaxy_attn_vgg_small", "--recipe", "default", "--image-size", "32"),
+        *("--model", "galaxy_attn_vgg_small", "--recipe", "default", "--image-size", str(image_size)),
+        *("--stem-stride", str(stem_stride)),
         *("--epochs", str(epochs), "--keep-checkpoints", "1000", "--output-dir", str(run_dir)),
     ]
     if (run_dir / "train_config.json").is_file():
@@ -479,10 +483,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--epochs-run", type=Path, default=None, help="(c) a run folder with per-epoch checkpoints"
     )
     p.add_argument(
-        "--overfit-run", type=Path, default=ROOT / "runs" / "benchmarks" / "attention" / "overfit_small32"
+        "--overfit-run", type=Path, default=ROOT / "runs" / "benchmarks" / "attention" / "overfit_small128s4"
     )
     p.add_argument("--overfit-epochs", type=int, default=40)
     p.add_argument("--overfit-train-samples", type=int, default=500, help="(d) real training images used")
+    p.add_argument("--overfit-image-size", type=int, default=128, help="(d) input size")
+    p.add_argument("--overfit-stem-stride", type=int, default=4, choices=(1, 2, 4), help="(d) stem stride")
     p.add_argument("--limit", type=int, default=None, help="use at most this many validation images")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "attention")
     return p.parse_args(argv)
@@ -515,7 +521,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise SystemExit("--parts epochs needs --epochs-run RUN_DIR")
         res["epochs"] = part_epochs(args.epochs_run, args.limit)
     if "overfit" in parts:
-        train_overfit(args.overfit_run, args.overfit_epochs, args.overfit_train_samples)
+        train_overfit(
+            args.overfit_run,
+            args.overfit_epochs,
+            args.overfit_train_samples,
+            args.overfit_image_size,
+            args.overfit_stem_stride,
+        )
         res["overfit"] = part_epochs(args.overfit_run, args.limit)
     args.out.mkdir(parents=True, exist_ok=True)
     for name, text in (("results.json", json.dumps(res, indent=2) + "\n"), ("results.md", markdown(res))):
