@@ -296,6 +296,7 @@ def summarize_run(folder: Path, n_boot: int = 1000) -> dict[str, Any]:
         "gflops": bench.get("gflops"),
         "budget_minutes": bench["budget_minutes"],
         "calibrated_images_per_s": bench["calibrated_images_per_s"],
+        "schedule_of": bench.get("schedule_of"),
         "epochs": int(metrics["epochs"]),
         "max_train_samples": bench.get("max_train_samples"),
         "best_epoch": int(metrics["best_epoch"]),
@@ -391,10 +392,12 @@ def markdown_table(rows: dict[str, Any]) -> str:
         size = f"{r['image_size']} px" + (f", stride {stride}" if stride and stride > 1 else "")
         epochs = str(r["epochs"]) + (f" ({r['max_train_samples']} img)" if r["max_train_samples"] else "")
         tta = r["test_tta"]
+        # rows on another row's schedule were not calibrated: their epochs are the parent's
+        quiet = "-" if r.get("schedule_of") else f"{r['calibrated_images_per_s']:.0f}"
         lines.append(
             f"| {name} | {r['model']} ({r['recipe']}) | {size} | {r['num_params'] / 1e6:.2f} | "
             f"{r['gflops']:.3g} | {epochs} | {r['train_minutes']:.1f} | "
-            f"{r['images_per_s']:.0f} / {r['calibrated_images_per_s']:.0f} | "
+            f"{r['images_per_s']:.0f} / {quiet} | "
             f"{_pct(r['validation']['macro_f1'])} | {_with_ci(r['test'], 'accuracy')} | "
             f"{_with_ci(r['test'], 'balanced_accuracy')} | {_with_ci(r['test'], 'macro_f1')} | "
             f"{_pct(tta['accuracy'])} / {_pct(tta['balanced_accuracy'])} / {_pct(tta['macro_f1'])} | "
@@ -508,8 +511,10 @@ def report(results_dir: Path, n_boot: int = 1000, quiet: bool = False) -> dict[s
         "Intervals: 95% bootstrap (1000 resamples). D4 TTA: 8 rotations/mirrors, mirrored views with the "
         "clockwise/anticlockwise probabilities swapped back. ECE (15 bins) on test before -> after "
         "temperature scaling fitted on validation. train min and img/s run: wall time of the run (slower "
-        "when other work shares the machine); img/s quiet: the calibrated throughput that set the epochs. "
-        "GFLOPs: forward, one image.\n\n"
+        "when other work shares the machine, or with one thread per run when two runs share the 2 cores); "
+        "img/s quiet: the calibrated throughput that set the epochs ('-': the row trains on the schedule of "
+        "another row: the ablation on its parent's, the diagnostic on ours_small_32s1's). GFLOPs: forward, "
+        "one image.\n\n"
     )
     md = header + markdown_table(rows) + markdown_per_class(rows)
     target = verdict(rows)
@@ -712,6 +717,23 @@ def run_row(
     plan_file = run_dir.parent / f"seed{seed}.plan.json"
     if plan_file.is_file():  # a resumed run keeps its plan
         plan = json.loads(plan_file.read_text())
+    elif row.parent:  # a controlled comparison: the parent row's very schedule (epochs), one change
+        parent = result_dir(results_dir, row.parent, seed) / "bench.json"
+        if not parent.is_file():
+            raise BenchmarkError(
+                f"{row.name} trains on the schedule of {row.parent} (seed {seed}): run that row first."
+            )
+        schedule = json.loads(parent.read_text())
+        plan = {  # no calibration: the epochs are the parent's, whatever this row's speed
+            "budget_minutes": budget_minutes,
+            "calibrated_images_per_s": None,
+            "epochs": schedule["epochs"],
+            "max_train_samples": schedule["max_train_samples"],
+            "gflops": forward_gflops(row, len(names)),
+            "n_train": n_train,
+            "schedule_of": row.parent,
+        }
+        write_json(plan_file, plan)
     else:
         ips = calibration(results_dir, [row], len(names))[row.name]
         epochs, max_samples = plan_epochs(budget_minutes, ips, n_train)
@@ -723,14 +745,6 @@ def run_row(
             "gflops": forward_gflops(row, len(names)),
             "n_train": n_train,
         }
-        if row.parent:  # a controlled comparison: the parent row's very schedule (epochs), one change
-            parent = result_dir(results_dir, row.parent, seed) / "bench.json"
-            if not parent.is_file():
-                raise BenchmarkError(
-                    f"{row.name} trains on the schedule of {row.parent} (seed {seed}): run that row first."
-                )
-            plan.update({k: json.loads(parent.read_text())[k] for k in ("epochs", "max_train_samples")})
-            plan["schedule_of"] = row.parent
         write_json(plan_file, plan)
     cmd = [
         sys.executable,
@@ -755,9 +769,13 @@ def run_row(
         cmd += ["--keep-checkpoints", "1000"]
     if (run_dir / "train_config.json").is_file():
         cmd.append("--resume")
+    speed = (
+        f"the schedule of {plan['schedule_of']}"
+        if plan.get("schedule_of")
+        else f"{plan['calibrated_images_per_s']:.0f} img/s calibrated"
+    )
     print(
-        f"[{row.name} seed {seed}] {plan['calibrated_images_per_s']:.0f} img/s calibrated -> "
-        f"{plan['epochs']} epoch(s)"
+        f"[{row.name} seed {seed}] {speed} -> {plan['epochs']} epoch(s)"
         f"{' of ' + str(plan['max_train_samples']) + ' images' if plan['max_train_samples'] else ''}; "
         f"log: {run_dir}.log",
         flush=True,
@@ -908,7 +926,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.calibrate:
         from timm_galaxy_attn.labels import DATASET_CLASSES
 
-        rows = [ROWS[r] for r in (ROWS if not args.rows else order) if r in ROWS]
+        # rows on another row's schedule (ablations, the diagnostic) take no calibration
+        rows = [ROWS[r] for r in (ROWS if not args.rows else order) if r in ROWS and not ROWS[r].parent]
         calibration(results_dir, rows, len(DATASET_CLASSES[DATASET]), redo=True)
         return 0
     for alias, seed in jobs:

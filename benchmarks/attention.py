@@ -1,7 +1,7 @@
 """What the three attention estimators look at, measured (synthetic masks, real galaxies, across epochs).
 
-    python benchmarks/attention.py --model hub/galaxy_attn_vgg_small.gz1_sdss \\
-        --epochs-run runs/benchmarks/accuracy_4min/ours_small_32s1/seed0
+    python benchmarks/attention.py --model hub/galaxy_attn_vgg_small_s4.gz1_sdss \\
+        --epochs-run runs/benchmarks/accuracy/ours_small_128s4/seed0
 
 (a) ``synthetic``: a galaxy_attn_vgg_small trained on the synthetic set (``training/train.py --dataset
     synthetic``; trained by this script into ``--synthetic-run`` unless that folder holds a finished run)

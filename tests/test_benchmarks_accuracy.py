@@ -251,12 +251,23 @@ def test_verdict_needs_disjoint_intervals(acc, tmp_path):
     fake_run(res / "ours_small_32s1" / "seed0", 0, 0.95)
     fake_run(res / "ours_small_64s2" / "seed0", 1, 0.3)  # worse on validation: not the one compared
     fake_run(res / "paper_vgg_32" / "seed0", 2, 0.1)
-    fake_run(res / "resnet18_64_our_epochs" / "seed0", 4, 0.99)  # a diagnostic: shown, never compared
+    diag = res / "resnet18_64_our_epochs" / "seed0"
+    fake_run(
+        diag, 4, 0.99
+    )  # a diagnostic: shown, never compared; on ours_small_32s1's schedule, uncalibrated
+    bench = json.loads((diag / "bench.json").read_text())
+    bench.update(calibrated_images_per_s=None, schedule_of="ours_small_32s1")
+    (diag / "bench.json").write_text(json.dumps(bench))
     out = acc.report(res, n_boot=200, quiet=True)
     v = out["verdict"]
     assert v["best"] == "ours_small_32s1" and v["target_met"] is True
     assert v["against"] == {"paper_vgg_32": {"balanced_accuracy": "beats", "macro_f1": "beats"}}
     assert out["rows"]["resnet18_64_our_epochs"]["role"] == "diagnostic"
+    md = (res / "results.md").read_text()
+    diag_line = next(
+        ln for ln in md.splitlines() if ln.startswith("| resnet18_64_our_epochs |") and "[" in ln
+    )
+    assert " / - | " in diag_line  # no calibrated speed: its epochs are the parent's
     md = (res / "results.md").read_text()
     assert "**ours_small_32s1**" in md and "Target **met**" in md
     f1 = out["rows"]["paper_vgg_32"]["runs"][0]["test"]["per_class"]["Merger"]["f1"]
