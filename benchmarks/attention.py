@@ -382,8 +382,9 @@ def part_epochs(run_dir: Path, limit: int | None) -> dict[str, Any]:
             row[f"attn{j + 1}_peak"] = float(peak.mean())
             row[f"attn{j + 1}_blank_share"] = float(((ent > BLANK_ENTROPY) | (peak > PEAKED_MASS)).mean())
         rows.append(row)
+    run = Path(run_dir).resolve()
     return {
-        "run": str(run_dir),
+        "run": str(run.relative_to(ROOT)) if run.is_relative_to(ROOT) else str(run),
         "dataset": metrics["dataset"],
         "images": int(len(x)),
         "best_epoch": metrics["best_epoch"],
