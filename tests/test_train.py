@@ -235,6 +235,24 @@ def test_explicit_arguments_override_the_recipe() -> None:
     )
 
 
+def test_a_variant_brings_its_input_size_and_takes_the_tags_it_has() -> None:
+    def cfg_for(*extra: str) -> dict:
+        return train.resolve_config(
+            train.parse_args(["--dataset", "gz1_sdss", *extra, "--output-dir", "x"])[0]
+        )
+
+    s4 = cfg_for("--model", "galaxy_attn_vgg_small_s4")
+    assert train.resolve_data_config("gz1_sdss", s4)["input_size"] == (3, 128, 128)  # not the 32 px default
+    assert train.resolve_data_config("gz1_sdss", cfg_for())["input_size"] == (3, 32, 32)
+    assert train.resolve_data_config(
+        "gz1_sdss", cfg_for("--model", "galaxy_attn_vgg_small_s4", "--image-size", "256")
+    )["input_size"] == (3, 256, 256)
+    model = train.create_model(s4, "gz1_sdss", 6)
+    assert model.stem_stride == 4 and model.pretrained_cfg["tag"] == "gz1_sdss"
+    model = train.create_model(s4, "galaxy10_sdss", 10)  # no such tag of the variant: the bare variant
+    assert model.stem_stride == 4 and model.num_classes == 10
+
+
 def test_class_weights_and_balanced_order() -> None:
     labels = torch.tensor([0] * 90 + [1] * 10)
     w = train.class_weights(labels, 2, power=1.0)

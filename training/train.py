@@ -384,6 +384,9 @@ def resolve_data_config(tag: str | None, cfg: dict[str, Any]) -> dict[str, Any]:
         data_config["crop_pct"] = 1.0  # synthetic / own files: keep the whole image
     if cfg["image_size"] is not None:
         data_config["input_size"] = (3, cfg["image_size"], cfg["image_size"])
+    elif is_galaxy_model(cfg["model"]):  # the variant's own input size (galaxy_attn_vgg_small_s4: 128 px)
+        variant = timm.models.get_pretrained_cfg(cfg["model"].split(".")[0])
+        data_config["input_size"] = tuple(variant.input_size)
     if cfg["crop_pct"] is not None:
         data_config["crop_pct"] = cfg["crop_pct"]
     return data_config
@@ -396,8 +399,8 @@ def create_model(cfg: dict[str, Any], tag: str | None, num_classes: int) -> nn.M
     galaxy_opts = {kw: cfg[key] for key, kw in GALAXY_MODEL_OPTIONS.items() if cfg.get(key) is not None}
     if is_galaxy_model(name):
         kwargs.update(galaxy_opts)
-        if tag is not None and "." not in name:
-            name = f"{name}.{tag}"
+        if tag is not None and "." not in name and f"{name}.{tag}" in timm.list_pretrained(name):
+            name = f"{name}.{tag}"  # the dataset's tag of the variant, when it has one (its label names)
     elif galaxy_opts:
         flags = ", ".join("--" + k.replace("_", "-") for k in galaxy_opts)
         raise TrainingError(f"{flags} only apply to galaxy_attn_vgg models, not {name!r}; drop them.")
