@@ -2,7 +2,8 @@
 
 Importing this package registers the timm models ``galaxy_attn_vgg``, ``galaxy_attn_vgg_small`` and
 ``galaxy_attn_vgg_small_s4`` and the transformers classes (``AutoConfig``,
-``AutoModelForImageClassification``, ``AutoImageProcessor``) for ``model_type="galaxy_attn_vgg"``. Data, metrics, pictures and the catalogue engine load on first use.
+``AutoModelForImageClassification``, ``AutoImageProcessor``) for ``model_type="galaxy_attn_vgg"``. Data,
+metrics, pictures and the catalogue engine load on first use.
 """
 
 from __future__ import annotations
