@@ -717,26 +717,19 @@ def run_row(
     plan_file = run_dir.parent / f"seed{seed}.plan.json"
     if plan_file.is_file():  # a resumed run keeps its plan
         plan = json.loads(plan_file.read_text())
-    elif row.parent:  # a controlled comparison: the parent row's very schedule (epochs), one change
-        parent = result_dir(results_dir, row.parent, seed) / "bench.json"
-        if not parent.is_file():
-            raise BenchmarkError(
-                f"{row.name} trains on the schedule of {row.parent} (seed {seed}): run that row first."
-            )
-        schedule = json.loads(parent.read_text())
-        plan = {  # no calibration: the epochs are the parent's, whatever this row's speed
-            "budget_minutes": budget_minutes,
-            "calibrated_images_per_s": None,
-            "epochs": schedule["epochs"],
-            "max_train_samples": schedule["max_train_samples"],
-            "gflops": forward_gflops(row, len(names)),
-            "n_train": n_train,
-            "schedule_of": row.parent,
-        }
-        write_json(plan_file, plan)
     else:
-        ips = calibration(results_dir, [row], len(names))[row.name]
-        epochs, max_samples = plan_epochs(budget_minutes, ips, n_train)
+        schedule_of = row.parent  # a controlled comparison: the parent row's very schedule, one change
+        if schedule_of:
+            parent = result_dir(results_dir, schedule_of, seed) / "bench.json"
+            if not parent.is_file():
+                raise BenchmarkError(
+                    f"{row.name} trains on the schedule of {schedule_of} (seed {seed}): run that row first."
+                )
+            schedule = json.loads(parent.read_text())
+            ips, epochs, max_samples = None, schedule["epochs"], schedule["max_train_samples"]  # uncalibrated
+        else:
+            ips = calibration(results_dir, [row], len(names))[row.name]
+            epochs, max_samples = plan_epochs(budget_minutes, ips, n_train)
         plan = {
             "budget_minutes": budget_minutes,
             "calibrated_images_per_s": ips,
@@ -744,6 +737,7 @@ def run_row(
             "max_train_samples": max_samples,
             "gflops": forward_gflops(row, len(names)),
             "n_train": n_train,
+            **({"schedule_of": schedule_of} if schedule_of else {}),
         }
         write_json(plan_file, plan)
     cmd = [

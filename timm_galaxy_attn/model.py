@@ -51,6 +51,7 @@ STEM_STRIDES = (1, 2, 4)
 # Convs per block and the paper's widths (blocks 1-6).
 DEPTHS = (2, 2, 3, 3, 3, 2)
 WIDTHS = (64, 128, 256, 512, 512, 512)
+SMALL_WIDTHS = tuple(w // 2 for w in WIDTHS)  # galaxy_attn_vgg_small and its stride-4 variant
 
 
 class ConvBnAct(nn.Sequential):
@@ -406,7 +407,7 @@ def galaxy_attn_vgg(pretrained: bool = False, **kwargs: Any) -> GalaxyAttnVGG:
 @register_model
 def galaxy_attn_vgg_small(pretrained: bool = False, **kwargs: Any) -> GalaxyAttnVGG:
     """The same network with every width halved: a quarter of the compute, for small data and CPUs."""
-    model_args = dict(widths=tuple(w // 2 for w in WIDTHS))
+    model_args = dict(widths=SMALL_WIDTHS)
     return _create_galaxy_attn_vgg(
         "galaxy_attn_vgg_small", pretrained=pretrained, **dict(model_args, **kwargs)
     )
@@ -416,7 +417,7 @@ def galaxy_attn_vgg_small(pretrained: bool = False, **kwargs: Any) -> GalaxyAttn
 def galaxy_attn_vgg_small_s4(pretrained: bool = False, **kwargs: Any) -> GalaxyAttnVGG:
     """galaxy_attn_vgg_small with a stride-4 stem (the first two convs stride by 2): 128 px inputs for the
     compute of 32 px ones. The ``gz1_sdss`` tag holds the shipped weights."""
-    model_args = dict(widths=tuple(w // 2 for w in WIDTHS), stem_stride=4)
+    model_args = dict(widths=SMALL_WIDTHS, stem_stride=4)
     return _create_galaxy_attn_vgg(
         "galaxy_attn_vgg_small_s4", pretrained=pretrained, **dict(model_args, **kwargs)
     )

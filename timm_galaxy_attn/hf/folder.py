@@ -27,7 +27,7 @@ import torch.nn as nn
 from timm.models import filter_pretrained_cfg
 
 from .._io import replace_dir
-from ..model import VARIANT_OF, WIDTHS, GalaxyAttnVGG
+from ..model import SMALL_WIDTHS, VARIANT_OF, WIDTHS, GalaxyAttnVGG
 from .configuration_galaxy_attn import ARCHITECTURES, GalaxyAttnConfig, check_label_names
 from .image_processing_galaxy_attn import DATA_CONFIG_KEYS, GalaxyAttnImageProcessor
 
@@ -92,7 +92,7 @@ def config_from_timm_model(
     cfg["label_names"] = names
     cfg = json.loads(json.dumps(cfg))  # tuples -> lists, as they will read back from config.json
 
-    default_widths = WIDTHS if architecture == "galaxy_attn_vgg" else tuple(w // 2 for w in WIDTHS)
+    default_widths = WIDTHS if architecture == "galaxy_attn_vgg" else SMALL_WIDTHS
     widths = list(timm_model.widths) if tuple(timm_model.widths) != default_widths else None
     return GalaxyAttnConfig.from_label_names(
         names,
