@@ -111,6 +111,8 @@ _ROWS: tuple[Row, ...] = (
     Row("ours_small_32s1", "ours", "galaxy_attn_vgg_small", "default", 32, 1),
     Row("ours_small_64s2", "ours", "galaxy_attn_vgg_small", "default", 64, 2, (), "strided stem"),
     Row("ours_small_128s4", "ours", "galaxy_attn_vgg_small", "default", 128, 4, (), "strided stem"),
+    # A quarter of the compute of ours_small_128s4: about three times the epochs in the budget.
+    Row("ours_tiny_128s4", "ours", "galaxy_attn_vgg_tiny_s4", "default", 128, 4, (), "quarter widths"),
     Row(
         "ours_small_32s1_dp",
         "ours",
@@ -163,6 +165,7 @@ DEFAULT_ORDER = (
     "ours_small_32s1",
     "resnet18_64",
     "ours_small_128s4",
+    "ours_tiny_128s4",
     "paper_vgg_32",
     "efficientnet_b0_64",
     "best_noattn",

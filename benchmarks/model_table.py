@@ -30,6 +30,8 @@ ROWS = [
     ("galaxy_attn_vgg_small", 69, {}),
     ("galaxy_attn_vgg_small", 128, {"stem_stride": 4}),
     ("galaxy_attn_vgg_small", 256, {"stem_stride": 4}),
+    ("galaxy_attn_vgg_tiny_s4", 128, {}),  # stem_stride=4 is preset
+    ("galaxy_attn_vgg_tiny_s4", 256, {}),
 ]
 
 
@@ -46,7 +48,7 @@ def main() -> None:
             dict(
                 model=name,
                 image_size=size,
-                stem_stride=kwargs.get("stem_stride", 1),
+                stem_stride=model.stem_stride,
                 params_m=sum(p.numel() for p in model.parameters()) / 1e6,
                 gflop_forward=count_flops(model.eval(), size, train=False) / 1e9,
                 gflop_train=count_flops(model.train(), size, train=True) / 1e9,

@@ -252,14 +252,17 @@ def test_without_the_import_transformers_refuses_and_names_the_model_type(folder
     assert "galaxy_attn_vgg" in proc.stderr and "ValueError" in proc.stderr
 
 
-def test_stride4_variant_saves_as_the_small_architecture_with_its_options(tmp_path: Path) -> None:
-    """A galaxy_attn_vgg_small_s4 folder names the base architecture, keeps stem_stride=4 in model_args and
-    the 128 px preprocessing, and loads back in timm and transformers with the same logits."""
+@pytest.mark.parametrize("variant", ["galaxy_attn_vgg_small_s4", "galaxy_attn_vgg_tiny_s4"])
+def test_stride4_variants_save_as_the_small_architecture_with_their_options(tmp_path: Path, variant: str):
+    """A stride-4 variant's folder names the base architecture, keeps stem_stride=4 (and the tiny widths) in
+    model_args and the 128 px preprocessing, and loads back in timm and transformers with the same logits."""
     torch.manual_seed(0)
-    model = timm.create_model("galaxy_attn_vgg_small_s4", num_classes=3).eval()
+    model = timm.create_model(variant, num_classes=3).eval()
     out = save_pretrained_folder(model, tmp_path / "s4", label_names=["a", "b", "c"])
     saved = json.loads((out / "config.json").read_text())
     assert saved["architecture"] == "galaxy_attn_vgg_small" and saved["model_args"]["stem_stride"] == 4
+    tiny = variant == "galaxy_attn_vgg_tiny_s4"
+    assert saved["model_args"].get("widths") == ([16, 32, 64, 128, 128, 128] if tiny else None)
     assert saved["pretrained_cfg"]["input_size"] == [3, 128, 128]
     x = torch.randn(2, 3, 128, 128)
     with torch.no_grad():

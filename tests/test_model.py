@@ -357,3 +357,18 @@ def test_stride4_variant_is_the_small_network_at_128_px():
             model(torch.randn(1, 3, 64, 64))
     decals = timm.models.get_pretrained_cfg("galaxy_attn_vgg_small_s4.galaxy10_decals").to_dict()
     assert decals["input_size"] == (3, 128, 128) and decals["crop_pct"] == 0.5  # native DECaLS pixels
+
+
+def test_tiny_variant_quarters_the_widths_and_the_compute():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    tiny = timm.create_model("galaxy_attn_vgg_tiny_s4", num_classes=10).eval()
+    small = timm.create_model("galaxy_attn_vgg_small_s4", num_classes=10).eval()
+    assert tiny.stem_stride == 4 and tuple(tiny.widths) == tuple(w // 2 for w in small.widths)
+    assert timm.data.resolve_model_data_config(tiny)["input_size"] == (3, 128, 128)
+    flops = []
+    for model in (tiny, small):
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            assert model(torch.randn(1, 3, 128, 128)).shape == (1, 10)
+        flops.append(counter.get_total_flops())
+    assert 0.2 < flops[0] / flops[1] < 0.3 and n_params(tiny) < 0.3 * n_params(small)

@@ -1,7 +1,7 @@
 """timm-galaxy-attn: the attention CNN of Jetley et al. (2018) for galaxy morphology (timm, transformers).
 
-Importing this package registers the timm models ``galaxy_attn_vgg``, ``galaxy_attn_vgg_small`` and
-``galaxy_attn_vgg_small_s4`` and the transformers classes (``AutoConfig``,
+Importing this package registers the timm models ``galaxy_attn_vgg``, ``galaxy_attn_vgg_small``,
+``galaxy_attn_vgg_small_s4`` and ``galaxy_attn_vgg_tiny_s4`` and the transformers classes (``AutoConfig``,
 ``AutoModelForImageClassification``, ``AutoImageProcessor``) for ``model_type="galaxy_attn_vgg"``. Data,
 metrics, pictures and the catalogue engine load on first use.
 """

@@ -5,7 +5,8 @@ Papers:
 * `Galaxy Classification with an Attentional Convolutional Neural Network` - J. Misquith, 2023
   (the network trained on Galaxy10 at 32x32, 83.28% test accuracy).
 
-Layout (paper widths; ``galaxy_attn_vgg_small`` halves every width):
+Layout (paper widths; ``galaxy_attn_vgg_small`` halves every width, ``galaxy_attn_vgg_tiny_s4`` quarters
+them):
 
     block1  2 x conv 64    full resolution (no pooling in blocks 1-3)
     block2  2 x conv 128
@@ -52,6 +53,7 @@ STEM_STRIDES = (1, 2, 4)
 DEPTHS = (2, 2, 3, 3, 3, 2)
 WIDTHS = (64, 128, 256, 512, 512, 512)
 SMALL_WIDTHS = tuple(w // 2 for w in WIDTHS)  # galaxy_attn_vgg_small and its stride-4 variant
+TINY_WIDTHS = tuple(w // 4 for w in WIDTHS)  # galaxy_attn_vgg_tiny_s4
 
 
 class ConvBnAct(nn.Sequential):
@@ -391,11 +393,15 @@ default_cfgs = generate_default_cfgs(
         **_tags("galaxy_attn_vgg"),
         **_tags("galaxy_attn_vgg_small"),
         **_tags_s4("galaxy_attn_vgg_small_s4"),
+        **_tags_s4("galaxy_attn_vgg_tiny_s4"),
     }
 )
 # Registered names that are another one with preset options. A saved folder names the base architecture and
 # keeps the options in config.json's model_args, which timm and transformers both read back.
-VARIANT_OF = {"galaxy_attn_vgg_small_s4": "galaxy_attn_vgg_small"}
+VARIANT_OF = {
+    "galaxy_attn_vgg_small_s4": "galaxy_attn_vgg_small",
+    "galaxy_attn_vgg_tiny_s4": "galaxy_attn_vgg_small",  # widths go to model_args too
+}
 
 
 @register_model
@@ -420,4 +426,14 @@ def galaxy_attn_vgg_small_s4(pretrained: bool = False, **kwargs: Any) -> GalaxyA
     model_args = dict(widths=SMALL_WIDTHS, stem_stride=4)
     return _create_galaxy_attn_vgg(
         "galaxy_attn_vgg_small_s4", pretrained=pretrained, **dict(model_args, **kwargs)
+    )
+
+
+@register_model
+def galaxy_attn_vgg_tiny_s4(pretrained: bool = False, **kwargs: Any) -> GalaxyAttnVGG:
+    """A quarter of every paper width with the stride-4 stem (128 px): a quarter of galaxy_attn_vgg_small_s4's
+    compute, so about three times the epochs in a fixed CPU budget."""
+    model_args = dict(widths=TINY_WIDTHS, stem_stride=4)
+    return _create_galaxy_attn_vgg(
+        "galaxy_attn_vgg_tiny_s4", pretrained=pretrained, **dict(model_args, **kwargs)
     )
