@@ -617,11 +617,14 @@ def calibrate(row: Row, num_classes: int, images: int = 512, warmup: int = 3) ->
 def calibration(
     results_dir: Path, rows: Sequence[Row], num_classes: int, redo: bool = False
 ) -> dict[str, float]:
-    """Calibrated images/s per row, kept in ``results_dir/calibration.json``. Rows missing there (all rows
-    with ``redo``) are measured now, one after the other: rows calibrated together share the machine's state.
+    """Calibrated images/s per row, kept in ``results_dir/calibration.json``. Rows missing there (all of
+    ``rows`` with ``redo``; other rows' entries are kept) are measured now, one after the other: rows
+    calibrated together share the machine's state.
     """
     path = results_dir / "calibration.json"
-    known = json.loads(path.read_text()) if path.is_file() and not redo else {}
+    known = json.loads(path.read_text()) if path.is_file() else {}
+    if redo:
+        known = {k: v for k, v in known.items() if k not in {row.name for row in rows}}
     for row in rows:
         if row.name not in known:
             print(f"[{row.name}] calibrating training throughput ...", flush=True)
@@ -883,8 +886,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--calibrate",
         action="store_true",
-        help="only measure the throughput of the rows, together, into calibration.json (rewritten); "
-        "later runs of those rows take their epochs from it",
+        help="only measure the throughput of the rows (all, or --rows), together, into calibration.json "
+        "(their entries rewritten, others kept); later runs of those rows take their epochs from it",
     )
     p.add_argument("--n-boot", type=int, default=1000)
     p.add_argument("--list", action="store_true", help="print the rows and their train.py arguments")

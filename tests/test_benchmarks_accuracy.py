@@ -281,3 +281,22 @@ def test_verdict_needs_disjoint_intervals(acc, tmp_path):
         "not higher",
     }
     assert "Target **not met**" in (res / "results.md").read_text()
+
+
+def test_recalibrating_some_rows_keeps_the_others(acc, tmp_path: Path, monkeypatch):
+    """``--calibrate --rows A`` re-measures A only: the stored speeds of the other rows (which set the epochs
+    of their stored runs) stay; without ``redo`` only missing rows are measured."""
+    (tmp_path / "calibration.json").write_text(json.dumps({"resnet18_64": 300.0, "ours_tiny_128s4": 1.0}))
+    measured = []
+
+    def fake_calibrate(row, num_classes):
+        measured.append(row.name)
+        return 180.0
+
+    monkeypatch.setattr(acc, "calibrate", fake_calibrate)
+    tiny, small = acc.ROWS["ours_tiny_128s4"], acc.ROWS["ours_small_128s4"]
+    assert acc.calibration(tmp_path, [tiny], 6, redo=True) == {"resnet18_64": 300.0, "ours_tiny_128s4": 180.0}
+    assert acc.calibration(tmp_path, [tiny, small], 6)["ours_small_128s4"] == 180.0
+    assert measured == ["ours_tiny_128s4", "ours_small_128s4"]
+    stored = json.loads((tmp_path / "calibration.json").read_text())
+    assert stored == {"resnet18_64": 300.0, "ours_tiny_128s4": 180.0, "ours_small_128s4": 180.0}
