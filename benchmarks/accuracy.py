@@ -449,7 +449,27 @@ def verdict(rows: dict[str, Any]) -> dict[str, Any] | None:
         for n in others
     }
     met = all(v == "beats" for cmp in against.values() for v in cmp.values())
-    return {"best": best, "against": against, "target_met": met}
+    paired = {n: paired_difference(rows[best]["runs"][0], rows[n]["runs"][0]) for n in others}
+    return {"best": best, "against": against, "target_met": met, "paired": paired}
+
+
+def paired_difference(a: dict[str, Any], b: dict[str, Any], n_boot: int = 1000) -> dict[str, list[float]]:
+    """Test metrics of run ``a`` minus run ``b`` with the paired 95% bootstrap interval (both scored on the
+    same resampled test images): ``{metric: [diff, lo, hi]}``. From the runs' stored test logits."""
+    from timm_galaxy_attn.metrics import paired_bootstrap_difference
+
+    preds, labels = [], []
+    for run in (a, b):
+        with np.load(Path(run["folder"]) / "predictions.npz") as f:
+            preds.append(f["test_logits"].argmax(1))
+            labels.append(f["test_labels"].astype(np.int64))
+    if not np.array_equal(labels[0], labels[1]):
+        raise BenchmarkError(
+            f"{a['folder']} and {b['folder']} hold different test labels: not the same split; rerun one."
+        )
+    k = len(a["test"]["per_class"])
+    res = paired_bootstrap_difference(labels[0], preds[0], preds[1], n_boot=n_boot, seed=0, num_classes=k)
+    return {m: list(res[m]) for m in METRICS}
 
 
 def markdown_verdict(rows: dict[str, Any], v: dict[str, Any]) -> str:
@@ -458,7 +478,11 @@ def markdown_verdict(rows: dict[str, Any], v: dict[str, Any]) -> str:
         f"\nTarget (test, seed 0): our row best on validation, **{v['best']}**, against the paper's setup "
         "and each peer; 'beats' = its 95% interval lies wholly above the other's. Target "
         f"{'**met**' if v['target_met'] else '**not met**'}.\n\n"
-        "| against | balanced acc. (ours vs theirs) | macro-F1 (ours vs theirs) |\n|---|---|---|\n"
+        "Paired: ours minus theirs with the paired 95% bootstrap interval (both scored on the same "
+        "resampled test images, so the galaxies both get right or wrong cancel); an interval above 0 "
+        "separates them.\n\n"
+        "| against | balanced acc. (ours vs theirs) | macro-F1 (ours vs theirs) | paired: balanced acc. | "
+        "paired: macro-F1 |\n|---|---|---|---|---|\n"
     )
     for name, cmp in v["against"].items():
         theirs = rows[name]["runs"][0]["test"]
@@ -466,6 +490,9 @@ def markdown_verdict(rows: dict[str, Any], v: dict[str, Any]) -> str:
             f"{cmp[k]}: {_with_ci(mine, k)} vs {_with_ci(theirs, k)}"
             for k in ("balanced_accuracy", "macro_f1")
         ]
+        for k in ("balanced_accuracy", "macro_f1"):
+            d, lo, hi = v["paired"][name][k]
+            cells.append(f"{100 * d:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]")
         out += f"| {name} | " + " | ".join(cells) + " |\n"
     return out
 

@@ -213,18 +213,23 @@ def train_synthetic(run_dir: Path, epochs: int, per_class: int) -> None:
 
 
 def train_overfit(
-    run_dir: Path, epochs: int, train_samples: int, image_size: int = 128, stem_stride: int = 4
+    run_dir: Path,
+    epochs: int,
+    train_samples: int,
+    image_size: int = 128,
+    stem_stride: int = 4,
+    model: str = "galaxy_attn_vgg_small",
 ) -> None:
-    """galaxy_attn_vgg_small with our recipe on ``train_samples`` real gz1_sdss training images for ``epochs``
-    epochs (the benchmark's split), every epoch's checkpoint kept (resumable). The default input (128 px,
-    stem stride 4) is the shipped row's."""
+    """``model`` with our recipe on ``train_samples`` real gz1_sdss training images for ``epochs`` epochs (the
+    benchmark's split), every epoch's checkpoint kept (resumable). Pass the shipped row's model and input
+    (128 px, stem stride 4)."""
     if (run_dir / "metrics.json").is_file():
         return
     cmd = [
         sys.executable,
         str(ROOT / "training" / "train.py"),
         *("--dataset", "gz1_sdss", "--split-seed", "0", "--max-train-samples", str(train_samples)),
-        *("--model", "galaxy_attn_vgg_small", "--recipe", "default", "--image-size", str(image_size)),
+        *("--model", model, "--recipe", "default", "--image-size", str(image_size)),
         *("--stem-stride", str(stem_stride)),
         *("--epochs", str(epochs), "--keep-checkpoints", "1000", "--output-dir", str(run_dir)),
     ]
@@ -490,6 +495,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--overfit-train-samples", type=int, default=500, help="(d) real training images used")
     p.add_argument("--overfit-image-size", type=int, default=128, help="(d) input size")
     p.add_argument("--overfit-stem-stride", type=int, default=4, choices=(1, 2, 4), help="(d) stem stride")
+    p.add_argument("--overfit-model", default="galaxy_attn_vgg_small", help="(d) the shipped row's model")
     p.add_argument("--limit", type=int, default=None, help="use at most this many validation images")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "attention")
     return p.parse_args(argv)
@@ -528,6 +534,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.overfit_train_samples,
             args.overfit_image_size,
             args.overfit_stem_stride,
+            args.overfit_model,
         )
         res["overfit"] = part_epochs(args.overfit_run, args.limit)
     args.out.mkdir(parents=True, exist_ok=True)

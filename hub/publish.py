@@ -359,8 +359,8 @@ def render_model_card(folder: str | os.PathLike) -> str:
     size = cfg["input_size"][-1]
     tag = repo_id.split("/")[-1]
     variant = tag.split(".")[0]
-    # the timm name with tag, when the repository is named after one (galaxy_attn_vgg_small_s4.gz1_sdss is
-    # galaxy_attn_vgg_small with stem_stride=4: config.json names the base architecture)
+    # the timm name with tag, when the repository is named after one (galaxy_attn_vgg_tiny_s4.gz1_sdss is
+    # galaxy_attn_vgg_small with the tiny widths and stem_stride=4: config.json names the base architecture)
     timm_name = tag if "." in tag and VARIANT_OF.get(variant, variant) == arch else None
     name = variant if timm_name else arch
     stride = int(args.get("stem_stride", 1))
@@ -372,9 +372,12 @@ def render_model_card(folder: str | os.PathLike) -> str:
     add = lines.append
     add("---\n" + yaml.safe_dump(_metadata(repo_id, metrics, info), sort_keys=False, width=110) + "---\n")
     add(f"# {tag}\n")
+    presets = ([f"widths {'/'.join(map(str, args['widths']))}"] if args.get("widths") else []) + (
+        [f"a stride-{stride} stem"] if stride > 1 else []
+    )
     add(
         f"`{name}`"
-        + (f" (`{arch}` with a stride-{stride} stem)" if stride > 1 else "")
+        + (f" (`{arch}` with {' and '.join(presets)})" if presets else "")
         + f" is the attention CNN *VGG-att3-concat-{args.get('compatibility', 'pc')}* of Jetley et al. "
         '(2018, "Learn to Pay Attention"), the network J. Misquith (2023) trained on Galaxy10 for galaxy '
         f"morphology, packaged for timm and transformers by the `timm-galaxy-attn` package. "

@@ -32,13 +32,16 @@ def _softmax(z: np.ndarray) -> np.ndarray:
 
 
 def fake_run(folder: Path, seed: int, skill: float, model: str = "galaxy_attn_vgg_small") -> dict:
-    """A stored run as benchmarks/accuracy.py writes it; logits right about `skill` of the time."""
+    """A stored run as benchmarks/accuracy.py writes it; logits right about `skill` of the time. Every run
+    has the same validation and test labels (one split); the logits depend on ``seed``."""
     rng = np.random.default_rng(seed)
     names = list(GZ1_SDSS_CLASSES)
     k = len(names)
+    split = np.random.default_rng(12345)
+    labels = {150: split.integers(0, k, 150), 160: split.integers(0, k, 160)}
 
     def logits_for(n: int) -> tuple[np.ndarray, np.ndarray]:
-        y = rng.integers(0, k, n)
+        y = labels[n]
         z = rng.normal(0, 1, (n, k))
         right = rng.random(n) < skill
         z[np.arange(n), y] += np.where(right, 4.0, 0.0)
@@ -262,6 +265,11 @@ def test_verdict_needs_disjoint_intervals(acc, tmp_path):
     v = out["verdict"]
     assert v["best"] == "ours_small_32s1" and v["target_met"] is True
     assert v["against"] == {"paper_vgg_32": {"balanced_accuracy": "beats", "macro_f1": "beats"}}
+    d, lo, hi = v["paired"]["paper_vgg_32"]["macro_f1"]  # paired: ours minus theirs, same test images
+    mine, theirs = (
+        out["rows"][n]["runs"][0]["test"]["macro_f1"] for n in ("ours_small_32s1", "paper_vgg_32")
+    )
+    assert d == pytest.approx(mine - theirs) and 0 < lo <= d <= hi
     assert out["rows"]["resnet18_64_our_epochs"]["role"] == "diagnostic"
     md = (res / "results.md").read_text()
     diag_line = next(
@@ -281,6 +289,8 @@ def test_verdict_needs_disjoint_intervals(acc, tmp_path):
         "not higher",
     }
     assert "Target **not met**" in (res / "results.md").read_text()
+    d, lo, hi = out["verdict"]["paired"]["resnet18_64"]["balanced_accuracy"]
+    assert lo < 0 < hi  # equally good: the paired interval straddles 0
 
 
 def test_recalibrating_some_rows_keeps_the_others(acc, tmp_path: Path, monkeypatch):

@@ -19,7 +19,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT.parent / "shared" / "data" / "galaxy10_decals_examples"
-SHIPPED = ROOT / "hub" / "galaxy_attn_vgg_small_s4.gz1_sdss"  # the shipped weights (issue 7)
+SHIPPED = ROOT / "hub" / "galaxy_attn_vgg_tiny_s4.gz1_sdss"  # the shipped weights (issue 7)
 REPO_ID = "test-org/galaxy-attn-tiny"
 TAG_REPO_ID = "timm-galaxy-attn/galaxy_attn_vgg_small.galaxy10_decals"  # the tag's own hf_hub_id
 

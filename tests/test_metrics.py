@@ -16,6 +16,7 @@ from timm_galaxy_attn.metrics import (
     fit_temperature,
     load_metric,
     metric_script_path,
+    paired_bootstrap_difference,
 )
 
 
@@ -169,6 +170,32 @@ def test_bootstrap_matches_index_resampling():
     assert ci["accuracy"][1] == pytest.approx(hi, abs=0.01)
     narrow = bootstrap_intervals(refs, preds, n_boot=2000, seed=0, alpha=0.5)
     assert narrow["accuracy"][1] - narrow["accuracy"][0] < hi - lo
+
+
+def test_paired_difference_matches_index_resampling_and_is_narrower_than_unpaired():
+    """Two classifiers that share most of their mistakes: the paired interval of a - b equals what index
+    resampling gives, excludes 0 when a is better by a margin the separate intervals cannot show."""
+    rng = np.random.default_rng(4)
+    n = 500
+    refs = rng.integers(0, 4, n)
+    base = np.where(rng.random(n) < 0.75, refs, rng.integers(0, 4, n))
+    better = np.where(rng.random(n) < 0.2, refs, base)  # b, with a fifth of the examples set right
+    res = paired_bootstrap_difference(refs, better, base, n_boot=2000, seed=0)
+    assert set(res) == {"accuracy", "macro_f1", "balanced_accuracy"}
+    diff, lo, hi = res["accuracy"]
+    assert diff == pytest.approx((better == refs).mean() - (base == refs).mean())
+    idx = np.random.default_rng(9).integers(0, n, (2000, n))
+    d = (refs[idx] == better[idx]).mean(1) - (refs[idx] == base[idx]).mean(1)
+    assert (lo, hi) == pytest.approx(tuple(np.quantile(d, [0.025, 0.975])), abs=0.006)
+    assert 0 < lo <= diff <= hi
+    ci_a, ci_b = bootstrap_intervals(refs, better, seed=0), bootstrap_intervals(refs, base, seed=0)
+    assert ci_a["accuracy"][0] < ci_b["accuracy"][1]  # the separate intervals overlap
+    same = paired_bootstrap_difference(refs, base, base, n_boot=200)
+    assert all(v == (0.0, 0.0, 0.0) for v in same.values())  # a classifier against itself
+    swapped = paired_bootstrap_difference(refs, base, better, n_boot=2000, seed=0)["macro_f1"]
+    assert swapped[0] == pytest.approx(-res["macro_f1"][0]) and swapped[2] < 0
+    with pytest.raises(ValueError, match="differ in length"):
+        paired_bootstrap_difference(refs, better, base[:-1])
 
 
 def test_bad_inputs_raise_clear_errors():

@@ -381,7 +381,8 @@ def _tags_s4(variant: str) -> dict[str, dict[str, Any]]:
     """Stem stride 4: the same crops at 128 px (4x the detail of 32 px for the same compute)."""
     big = dict(crop_pct=0.5, input_size=(3, 128, 128), min_input_size=(3, 128, 128))
     return {
-        # The shipped weights (benchmarks/accuracy.py row ours_small_128s4, best on validation).
+        # galaxy_attn_vgg_tiny_s4.gz1_sdss: the shipped weights (benchmarks/accuracy.py row ours_tiny_128s4,
+        # best on validation).
         f"{variant}.gz1_sdss": _cfg("gz1_sdss", variant, GZ1_SDSS_CLASSES, **big),
         # The central 128x128 px of Galaxy10 DECaLS: native resolution, no resampling.
         f"{variant}.galaxy10_decals": _cfg("galaxy10_decals", variant, GALAXY10_DECALS_CLASSES, **big),

@@ -23,6 +23,7 @@ from . import _core
 __all__ = [
     "METRIC_NAMES",
     "bootstrap_intervals",
+    "paired_bootstrap_difference",
     "compute_classification_metrics",
     "expected_calibration_error",
     "fit_temperature",
@@ -158,6 +159,46 @@ def bootstrap_intervals(
     for name, values in replicates.items():
         lo, hi = np.quantile(values, [alpha / 2, 1 - alpha / 2])
         out[name] = (float(lo), float(hi))
+    return out
+
+
+def paired_bootstrap_difference(
+    references,
+    predictions_a,
+    predictions_b,
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+    num_classes: int | None = None,
+) -> dict[str, tuple[float, float, float]]:
+    """Difference a - b of accuracy, macro_f1 and balanced_accuracy of two classifiers scored on the same
+    examples, with its paired percentile bootstrap interval (1 - alpha): ``{name: (diff, lo, hi)}``.
+
+    Each replicate resamples the examples once and scores both classifiers on that resample, so what the two
+    get right or wrong together cancels; an interval that excludes 0 separates them. As in
+    :func:`bootstrap_intervals`, the (true, a, b) triple counts are drawn directly as a multinomial.
+    """
+    if int(n_boot) != n_boot or n_boot < 2:
+        raise ValueError(f"n_boot must be an integer >= 2, got {n_boot!r}")
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
+    refs, preds_a, k_a = _core.check_labels(references, predictions_a, num_classes)
+    refs, preds_b, k_b = _core.check_labels(refs, predictions_b, num_classes)
+    k = max(k_a, k_b)
+    n = int(refs.shape[0])
+    triples = np.bincount((refs * k + preds_a) * k + preds_b, minlength=k**3)
+    rng = np.random.default_rng(seed)
+    cells = rng.multinomial(n, triples / n, size=int(n_boot)).reshape(int(n_boot), k, k, k)
+    cm_a, cm_b = cells.sum(axis=3), cells.sum(axis=2)  # (B, true, a) and (B, true, b)
+    full_a, full_b = _core.confusion_matrix(refs, preds_a, k), _core.confusion_matrix(refs, preds_b, k)
+    out = {}
+    for name, fn in (
+        ("accuracy", _core.accuracy_from_cm),
+        ("macro_f1", _core.macro_f1_from_cm),
+        ("balanced_accuracy", _core.balanced_accuracy_from_cm),
+    ):
+        lo, hi = np.quantile(fn(cm_a) - fn(cm_b), [alpha / 2, 1 - alpha / 2])
+        out[name] = (float(fn(full_a[None])[0] - fn(full_b[None])[0]), float(lo), float(hi))
     return out
 
 
