@@ -448,7 +448,10 @@ def render_model_card(folder: str | os.PathLike) -> str:
         for fig in extra:
             title = Path(fig).stem.replace("_", " ")
             caption = captions.get(fig) or f"{title[:1].upper() + title[1:]}."
-            add(f"![{title}]({FIGURES}/{fig})\n")
+            # alt text: a given caption's first clause (before a colon or a bracket), else the file name
+            alt = captions.get(fig, "").split(":")[0].split("(")[0].strip(" .")
+            alt = alt.translate({ord("["): None, ord("]"): None}) or title
+            add(f"![{alt}]({FIGURES}/{fig})\n")
             add(f"*{caption}*\n")
 
     hub_name = f"hf-hub:{repo_id}"

@@ -154,7 +154,8 @@ def test_figure_caption_from_the_command_line(run_dir: Path, tmp_path: Path) -> 
     argv = [str(run_dir), "--repo-id", REPO_ID, "--dry-run", "--out", str(out)]
     assert publish.main([*argv, "--figure", str(figure), caption]) == 0
     card = (out / "README.md").read_text()
-    assert f"![per class attention](figures/per_class_attention.png)\n\n*{caption}*" in card
+    alt = caption.rstrip(".")  # the caption is the alt text too (screen readers), not the file name
+    assert f"![{alt}](figures/per_class_attention.png)\n\n*{caption}*" in card
     assert json.loads((out / "figures" / "captions.json").read_text()) == {figure.name: caption}
     assert publish.render_model_card(out) == card  # the caption lives in the folder
     bad = [str(run_dir), "--repo-id", REPO_ID, "--dry-run", "--out", str(tmp_path / "r2")]
