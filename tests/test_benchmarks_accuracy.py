@@ -254,10 +254,9 @@ def test_verdict_needs_disjoint_intervals(acc, tmp_path):
     fake_run(res / "ours_small_32s1" / "seed0", 0, 0.95)
     fake_run(res / "ours_small_64s2" / "seed0", 1, 0.3)  # worse on validation: not the one compared
     fake_run(res / "paper_vgg_32" / "seed0", 2, 0.1)
+    # a diagnostic: shown, never compared; on ours_small_32s1's schedule, uncalibrated
     diag = res / "resnet18_64_our_epochs" / "seed0"
-    fake_run(
-        diag, 4, 0.99
-    )  # a diagnostic: shown, never compared; on ours_small_32s1's schedule, uncalibrated
+    fake_run(diag, 4, 0.99)
     bench = json.loads((diag / "bench.json").read_text())
     bench.update(calibrated_images_per_s=None, schedule_of="ours_small_32s1")
     (diag / "bench.json").write_text(json.dumps(bench))
@@ -276,7 +275,6 @@ def test_verdict_needs_disjoint_intervals(acc, tmp_path):
         ln for ln in md.splitlines() if ln.startswith("| resnet18_64_our_epochs |") and "[" in ln
     )
     assert " / - | " in diag_line  # no calibrated speed: its epochs are the parent's
-    md = (res / "results.md").read_text()
     assert "**ours_small_32s1**" in md and "Target **met**" in md
     f1 = out["rows"]["paper_vgg_32"]["runs"][0]["test"]["per_class"]["Merger"]["f1"]
     line = next(ln for ln in md.splitlines() if ln.startswith("| paper_vgg_32 |") and "[" not in ln)
