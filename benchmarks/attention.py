@@ -220,17 +220,18 @@ def train_overfit(
     image_size: int = 128,
     stem_stride: int = 4,
     model: str = "galaxy_attn_vgg_small",
+    recipe: str = "default",
 ) -> None:
-    """``model`` with our recipe on ``train_samples`` real gz1_sdss training images for ``epochs`` epochs (the
-    benchmark's split), every epoch's checkpoint kept (resumable). Pass the shipped row's model and input
-    (128 px, stem stride 4)."""
+    """``model`` with ``recipe`` (ours by default, or ``'paper'``) on ``train_samples`` real gz1_sdss training
+    images for ``epochs`` epochs (the benchmark's split), every epoch's checkpoint kept (resumable). Pass the
+    shipped row's model and input (128 px, stem stride 4)."""
     if (run_dir / "metrics.json").is_file():
         return
     cmd = [
         sys.executable,
         str(ROOT / "training" / "train.py"),
         *("--dataset", "gz1_sdss", "--split-seed", "0", "--max-train-samples", str(train_samples)),
-        *("--model", model, "--recipe", "default", "--image-size", str(image_size)),
+        *("--model", model, "--recipe", recipe, "--image-size", str(image_size)),
         *("--stem-stride", str(stem_stride)),
         *("--epochs", str(epochs), "--keep-checkpoints", "1000", "--output-dir", str(run_dir)),
     ]
@@ -349,6 +350,28 @@ def part_real(
 # ----------------------------------------------------------------------------------------------------------
 
 
+def run_model(run_dir: Path, last_checkpoint: Path) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    """(model, data config, metrics) of a finished run; of a run still training, the model built from its
+    train_config.json (a named dataset's tag) and the history of its last checkpoint."""
+    if (run_dir / "metrics.json").is_file():
+        model, data_config = load(run_dir / "model")
+        return model, data_config, json.loads((run_dir / "metrics.json").read_text())
+    import timm
+
+    import timm_galaxy_attn  # noqa: F401  (registers the models)
+
+    cfg = json.loads((run_dir / "train_config.json").read_text())
+    state = json.loads((last_checkpoint / "trainer_state.json").read_text())
+    opts = ("stem_stride", "compatibility", "normalize", "attn_position")
+    kwargs = {k: cfg[k] for k in opts if cfg.get(k) is not None}
+    model = timm.create_model(f"{cfg['model']}.{cfg['dataset']}", pretrained=False, **kwargs).eval()
+    data_config = timm.data.resolve_data_config(model=model)
+    if cfg.get("image_size"):
+        data_config["input_size"] = (3, cfg["image_size"], cfg["image_size"])
+    metrics = {"dataset": cfg["dataset"], "history": state["history"], "best_epoch": state["best_epoch"]}
+    return model, data_config, {**metrics, "unfinished_at_epoch": state["epoch"]}
+
+
 def part_epochs(run_dir: Path, limit: int | None) -> dict[str, Any]:
     import safetensors.torch
 
@@ -357,8 +380,7 @@ def part_epochs(run_dir: Path, limit: int | None) -> dict[str, Any]:
         raise SystemExit(
             f"{run_dir}/checkpoints holds no step_* checkpoint; train with --keep-checkpoints N."
         )
-    model, data_config = load(run_dir / "model")
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    model, data_config, metrics = run_model(run_dir, ckpts[-1])
     history = {h["epoch"]: h for h in metrics["history"]}
     if metrics["dataset"] == "synthetic":  # fresh galaxies of another generator seed
         from timm_galaxy_attn.data import make_synthetic_galaxies
@@ -394,6 +416,7 @@ def part_epochs(run_dir: Path, limit: int | None) -> dict[str, Any]:
         "dataset": metrics["dataset"],
         "images": int(len(x)),
         "best_epoch": metrics["best_epoch"],
+        "finished": (run_dir / "metrics.json").is_file(),
         "epochs": rows,
     }
 

@@ -29,6 +29,7 @@ from PIL import Image  # noqa: E402
 import timm_galaxy_attn  # noqa: E402, F401
 from timm_galaxy_attn._io import atomic_write  # noqa: E402
 from timm_galaxy_attn.data import make_synthetic_galaxies  # noqa: E402
+from timm_galaxy_attn.device import choose_precision  # noqa: E402
 from timm_galaxy_attn.predict import predict  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,9 +80,7 @@ def main() -> None:
     args = parser.parse_args()
     size, n = args.image_size, args.n
     torch.manual_seed(0)
-    model = timm.create_model(
-        "galaxy_attn_vgg_small.galaxy10_decals", pretrained_cfg_overlay=dict(crop_pct=1.0)
-    )
+    model = timm.create_model("galaxy_attn_vgg_small", pretrained_cfg_overlay=dict(crop_pct=1.0))
     rows = []
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
@@ -96,8 +95,11 @@ def main() -> None:
         tta_dir.mkdir()
         for i in range(n // 4):
             os.link(png_dir / f"{i:05d}.png", tta_dir / f"{i:05d}.png")
+        auto = choose_precision("cpu")  # what --precision auto (the default) picks here
         for precision, channels_last in (("fp32", False), ("bf16", True)):
             label = "fp32" if precision == "fp32" else "bf16 + channels_last"
+            if (precision, channels_last) == (auto.precision, auto.channels_last):
+                label += " (auto)"
             bare = bare_throughput(model, size, args.batch_size, precision, channels_last, args.seconds)
             common = dict(
                 image_size=size, batch_size=args.batch_size, precision=precision, channels_last=channels_last

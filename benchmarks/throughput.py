@@ -11,7 +11,8 @@ For each model, input size and precision (fp32; bf16 autocast + channels_last) i
 for the same precision (a 4096x4096 ``torch.matmul``, measured in the same run before and after the
 models, and again right before and after each model: a row's fraction is against the mean of the two
 peaks around it, so that load from other processes affects both sides of the ratio alike). It also
-measures what ``capture_attention`` costs.
+measures what ``capture_attention`` costs. Rows marked "(auto)" are the precision that ``--precision auto``
+(``timm_galaxy_attn.device.choose_precision``) picks on this machine; its reason is printed first.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import timm_galaxy_attn
 from timm_galaxy_attn import capture_attention
+from timm_galaxy_attn.device import choose_precision
 
 DEFAULT_MODELS = ("galaxy_attn_vgg", "galaxy_attn_vgg_small", "resnet18", "vgg16_bn")
 
@@ -170,8 +172,9 @@ def to_markdown(rows: list[dict], peaks: dict, capture: dict) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
+        mark = " (auto)" if r.get("auto") else ""  # what --precision auto picks on this machine
         lines.append(
-            f"| {r['model']} | {r['image_size']} | {r['precision']} | {r['params_m']:.2f} | "
+            f"| {r['model']} | {r['image_size']} | {r['precision']}{mark} | {r['params_m']:.2f} | "
             f"{r['gflop_train_per_image']:.2f} | {r['train_images_per_s']:.1f} | "
             f"{100 * r['train_fraction_of_peak']:.0f}% | {r['infer_images_per_s']:.1f} | "
             f"{100 * r['infer_fraction_of_peak']:.0f}% |"
@@ -217,6 +220,8 @@ def main() -> None:
         f"{platform.processor() or platform.machine()}",
         flush=True,
     )
+    auto = choose_precision("cpu")
+    print(auto.line(), flush=True)
     peaks_before = {
         p: matmul_peak(torch.bfloat16 if p == "bf16" else torch.float32) for p in ("bf16", "fp32")
     }
@@ -228,6 +233,7 @@ def main() -> None:
                 before = matmul_peak(dtype, min_time=1.0)
                 row = bench_model(name, size, precision, args.batch_size, args)
                 row["local_peak_flops"] = (before + matmul_peak(dtype, min_time=1.0)) / 2
+                row["auto"] = precision == auto.precision
                 print(
                     f"{name:24s} {size:4d}px {precision:5s} train {row['train_images_per_s']:8.1f} img/s  "
                     f"infer {row['infer_images_per_s']:8.1f} img/s",
@@ -251,6 +257,7 @@ def main() -> None:
         matmul_peak_before=peaks_before,
         matmul_peak_after=peaks_after,
         rows=rows,
+        auto_precision=auto.line(),
         capture_attention=capture,
         command=" ".join(["python", "benchmarks/throughput.py", *sys.argv[1:]]),
     )

@@ -7,7 +7,8 @@ RUN_DIR is the ``--output-dir`` of ``training/train.py``: ``metrics.json``, ``mo
 transformers folder), ``confusion_matrix.png`` and ``attention/epoch_NNN.png``. The repository folder gets
 the weights (safetensors), ``config.json``, ``preprocessor_config.json``, ``metrics.json``, the figures and
 ``README.md``: the model card, rendered from that folder's ``metrics.json`` and ``config.json`` only, so
-``render_model_card(folder)`` regenerates it exactly (the top-level ``model_card.md`` is checked that way).
+``render_model_card(folder)`` regenerates it exactly (the shipped folders in ``timm_galaxy_attn/pretrained/``
+are checked that way).
 
 Without ``--dry-run`` the folder is uploaded with ``huggingface_hub`` (token from ``HF_TOKEN`` or
 ``hf auth login``). A repository whose card names another dataset is not overwritten unless ``--force``.
@@ -659,9 +660,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="replace --out, and overwrite a repo whose card names another dataset",
     )
-    p.add_argument(
-        "--model-card", type=Path, default=None, help="also copy the card here (e.g. model_card.md)"
-    )
+    p.add_argument("--model-card", type=Path, default=None, help="also copy the card to this file")
     p.add_argument(
         "--figure",
         action="append",

@@ -26,7 +26,7 @@ N_IMAGES = 10
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli")
     torch.manual_seed(0)
-    model = timm.create_model("galaxy_attn_vgg_small.galaxy10_decals")
+    model = timm.create_model("galaxy_attn_vgg_small")  # Galaxy10 DECaLS' class names
     with torch.no_grad():
         model.fc.weight.mul_(50)
     folder = save_pretrained_folder(model, root / "model")
@@ -79,7 +79,7 @@ def test_exit_codes(setup, tmp_path, capsys):
     )
     assert missing == 2 and "does not exist" in capsys.readouterr().err
     no_weights = main(
-        ["predict", *good, "--model", "galaxy_attn_vgg_small.gz1_sdss", "--out", str(tmp_path / "d.csv")]
+        ["predict", *good, "--model", "galaxy_attn_vgg_small", "--out", str(tmp_path / "d.csv")]
     )
     assert no_weights == 2 and "--allow-random-weights" in capsys.readouterr().err
     with pytest.raises(SystemExit):

@@ -17,11 +17,11 @@ import pytest
 import timm
 import yaml
 
+from timm_galaxy_attn.pretrained import SHIPPED_TAGS, pretrained_path
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT.parent / "shared" / "data" / "galaxy10_decals_examples"
-SHIPPED = ROOT / "hub" / "galaxy_attn_vgg_tiny_s4.gz1_sdss"  # the shipped weights (issue 7)
 REPO_ID = "test-org/galaxy-attn-tiny"
-TAG_REPO_ID = "timm-galaxy-attn/galaxy_attn_vgg_small.galaxy10_decals"  # the tag's own hf_hub_id
 
 spec = importlib.util.spec_from_file_location("publish", ROOT / "hub" / "publish.py")
 publish = importlib.util.module_from_spec(spec)
@@ -163,16 +163,13 @@ def test_figure_caption_from_the_command_line(run_dir: Path, tmp_path: Path) -> 
     assert not (tmp_path / "r2").exists()
 
 
-def test_shipped_model_card_is_in_sync() -> None:
-    """model_card.md is the card of the shipped weights, regenerated from their folder."""
-    card = ROOT / "model_card.md"
-    if not SHIPPED.exists():
-        assert not card.exists(), f"model_card.md exists but its weights folder {SHIPPED} does not"
-        return
-    regenerated = publish.render_model_card(SHIPPED)
-    assert (SHIPPED / "README.md").read_text() == regenerated
-    assert card.read_text() == regenerated, "model_card.md is stale: rerun hub/publish.py with --model-card"
-    assert f'timm.create_model("{SHIPPED.name}", pretrained=True)' in regenerated  # the tag is named
+@pytest.mark.parametrize("tag", SHIPPED_TAGS)
+def test_shipped_model_card_is_in_sync(tag: str) -> None:
+    """Each shipped folder's README.md is its card, regenerated from the folder."""
+    folder = pretrained_path(tag)
+    regenerated = publish.render_model_card(folder)
+    assert (folder / "README.md").read_text() == regenerated, f"rerun hub/publish.py for {tag}"
+    assert f'timm.create_model("{tag}", pretrained=True)' in regenerated  # the tag is named
     assert str(ROOT) not in regenerated  # no path of the machine that built it
 
 
@@ -234,15 +231,13 @@ import timm_galaxy_attn
 from PIL import Image
 from transformers import AutoImageProcessor, AutoModelForImageClassification, pipeline
 
-repo_id, tag_repo_id, image_path = sys.argv[1:4]
+repo_id, image_path = sys.argv[1:3]
 x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
 out = {}
 with torch.no_grad():
     out["hf_hub"] = timm.create_model(f"hf-hub:{repo_id}", pretrained=True).eval()(x).tolist()
-    out["overlay"] = timm.create_model("galaxy_attn_vgg_small.galaxy10_decals", pretrained=True,
+    out["overlay"] = timm.create_model("galaxy_attn_vgg_small", pretrained=True,
         pretrained_cfg_overlay=dict(hf_hub_id=repo_id)).eval()(x).tolist()
-    tag_model = timm.create_model("galaxy_attn_vgg_small.galaxy10_decals", pretrained=True)  # tag_repo_id
-    out["tag"] = tag_model.eval()(x).tolist()
     model = AutoModelForImageClassification.from_pretrained(repo_id).eval()
     out["transformers"] = model(pixel_values=x).logits.tolist()
     image = Image.open(image_path).convert("RGB")
@@ -257,11 +252,10 @@ print(json.dumps(out))
 def test_pretrained_from_offline_hf_cache(repo: Path, tmp_path: Path) -> None:
     cache = tmp_path / "hf" / "hub"
     _place_in_cache(repo, cache, REPO_ID)
-    _place_in_cache(repo, cache, TAG_REPO_ID)
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"), HF_HUB_CACHE=str(cache))
     image = sorted(EXAMPLES.glob("*.png"))[0]
     proc = subprocess.run(
-        [sys.executable, "-c", LOAD_SCRIPT, REPO_ID, TAG_REPO_ID, str(image)],
+        [sys.executable, "-c", LOAD_SCRIPT, REPO_ID, str(image)],
         capture_output=True, text=True, env=env, timeout=180,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -271,7 +265,7 @@ def test_pretrained_from_offline_hf_cache(repo: Path, tmp_path: Path) -> None:
 
     with torch.no_grad():
         expected = reference(torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)))
-    for key in ("hf_hub", "overlay", "tag", "transformers"):
+    for key in ("hf_hub", "overlay", "transformers"):
         torch.testing.assert_close(torch.tensor(out[key]), expected, rtol=0, atol=1e-5, msg=key)
     assert out["pipeline"].keys() == out["probs"].keys()
     for label, p in out["probs"].items():
@@ -294,7 +288,8 @@ def test_missing_cache_entry_fails_fast_naming_the_repo(
     assert time.perf_counter() - start < 5.0
 
 
-def test_shipped_weights_reproduce_the_benchmark() -> None:
+@pytest.mark.parametrize("tag", SHIPPED_TAGS)
+def test_shipped_weights_reproduce_the_benchmark(tag: str) -> None:
     """The shipped folder's test metrics are a stored benchmarks/accuracy.py run's, its preprocessing is the
     timm tag's, and its weights, loaded the way a user loads them, score the real test split the same."""
     import numpy as np
@@ -302,7 +297,8 @@ def test_shipped_weights_reproduce_the_benchmark() -> None:
 
     from timm_galaxy_attn.data import load_galaxy_dataset, normalize_batch, prepare_tensors
 
-    shipped = json.loads((SHIPPED / "metrics.json").read_text())
+    folder = pretrained_path(tag)
+    shipped = json.loads((folder / "metrics.json").read_text())
     stored = [
         p.parent
         for p in sorted((ROOT / "benchmarks" / "results").glob("accuracy*/*/seed*/metrics.json"))
@@ -311,13 +307,13 @@ def test_shipped_weights_reproduce_the_benchmark() -> None:
     assert stored, (
         "no benchmarks/results/accuracy*/ run has the shipped test metrics: re-ship from the benchmark"
     )
-    card = (ROOT / "model_card.md").read_text()
+    card = (folder / "README.md").read_text()
     assert f"{shipped['test']['macro_f1']:.4f}" in card and f"{shipped['test']['accuracy']:.4f}" in card
 
-    model = timm.create_model(f"local-dir:{SHIPPED}", pretrained=True).eval()
-    tag = timm.create_model(SHIPPED.name, pretrained=False)
+    model = timm.create_model(tag, pretrained=True).eval()  # the packaged weights
+    local = timm.create_model(f"local-dir:{folder}", pretrained=False)
     for key in ("input_size", "mean", "std", "crop_pct", "crop_mode", "interpolation", "label_names"):
-        assert json.dumps(model.pretrained_cfg[key]) == json.dumps(tag.pretrained_cfg[key]), key
+        assert json.dumps(model.pretrained_cfg[key]) == json.dumps(local.pretrained_cfg[key]), key
     config = timm.data.resolve_model_data_config(model)
     x, y = prepare_tensors(
         load_galaxy_dataset(shipped["dataset"], seed=shipped["split_seed"])["test"], config
@@ -347,36 +343,50 @@ from PIL import Image
 from transformers import pipeline
 
 tag, image_path = sys.argv[1:3]
-model = timm.create_model(tag, pretrained=True).eval()  # the tag's hf_hub_id, from the cache
-config = timm.data.resolve_model_data_config(model)
 image = Image.open(image_path).convert("RGB")
-x = timm.data.create_transform(**config, is_training=False)(image).unsqueeze(0)
+out = {}
+for source, overlay in (("package", None), ("hub_cache", dict(file=None))):  # file=None: the Hub id
+    model = timm.create_model(tag, pretrained=True, pretrained_cfg_overlay=overlay).eval()
+    config = timm.data.resolve_model_data_config(model)
+    x = timm.data.create_transform(**config, is_training=False)(image).unsqueeze(0)
+    with torch.no_grad():
+        out[source] = model(x).softmax(-1)[0].tolist()
+from timm_galaxy_attn.labels import MIRROR_LABEL_SWAPS, dataset_of_label_names
+from timm_galaxy_attn.tta import d4_probs, mirror_permutation
+swaps = MIRROR_LABEL_SWAPS[dataset_of_label_names(model.pretrained_cfg["label_names"])]
+perm = mirror_permutation(model.num_classes, swaps)
 with torch.no_grad():
-    logits = model(x)
-repo_id = model.pretrained_cfg["hf_hub_id"]
-result = pipeline("image-classification", model=repo_id)(image, top_k=model.num_classes)
-print(json.dumps({"stem_stride": model.stem_stride, "input_size": config["input_size"], "repo_id": repo_id,
-                  "probs": logits.softmax(-1)[0].tolist(), "labels": model.pretrained_cfg["label_names"],
-                  "pipeline": {r["label"]: r["score"] for r in result}}))
+    out["package_d4"] = d4_probs(lambda v: model(v).softmax(-1), x, perm).mean(0)[0].tolist()
+classify = pipeline("image-classification", model=str(timm_galaxy_attn.pretrained_path(tag)))
+result = classify(image, top_k=model.num_classes)
+print(json.dumps({"input_size": config["input_size"], "labels": model.pretrained_cfg["label_names"],
+                  "tta": classify.model.config.tta, "dtype": str(classify.model.dtype),
+                  "pipeline": {r["label"]: r["score"] for r in result}, **out}))
 """
 
 
-def test_shipped_tag_loads_from_the_hf_cache(tmp_path: Path) -> None:
-    """timm.create_model(<shipped tag>, pretrained=True) and the transformers pipeline, offline, from a
-    Hugging Face cache holding the shipped folder: the stride-4 network at 128 px, the same probabilities."""
-    tag = SHIPPED.name
+@pytest.mark.parametrize("tag", SHIPPED_TAGS)
+def test_shipped_tag_loads_offline_from_the_package(tag: str, tmp_path: Path) -> None:
+    """timm.create_model(<tag>, pretrained=True) from the packaged file with an empty, offline Hugging Face
+    cache; the same weights through the tag's Hub id from a cache that holds them; the transformers pipeline
+    on pretrained_path(tag): the same probabilities (the pipeline's with the folder's TTA, if any)."""
+    folder = pretrained_path(tag)
     repo_id = timm.models.get_pretrained_cfg(tag).hf_hub_id
-    assert json.loads((SHIPPED / "config.json").read_text())["pretrained_cfg"]["hf_hub_id"] == repo_id
+    assert repo_id == f"timm-galaxy-attn/{tag}"
+    assert json.loads((folder / "config.json").read_text())["pretrained_cfg"]["hf_hub_id"] == repo_id
     cache = tmp_path / "hf" / "hub"
-    _place_in_cache(SHIPPED, cache, repo_id)
+    _place_in_cache(folder, cache, repo_id)
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"), HF_HUB_CACHE=str(cache))
     image = sorted(EXAMPLES.glob("*.png"))[0]
     proc = subprocess.run(
         [sys.executable, "-c", SHIPPED_LOAD_SCRIPT, tag, str(image)],
-        capture_output=True, text=True, env=env, timeout=180,
+        capture_output=True, text=True, env=env, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-4000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert out["stem_stride"] == 4 and out["input_size"] == [3, 128, 128] and out["repo_id"] == repo_id
-    for label, p in zip(out["labels"], out["probs"], strict=True):
+    assert out["input_size"][1:] == list(timm.models.get_pretrained_cfg(tag).input_size[1:])
+    assert out["dtype"] == "torch.float32"  # fp16 storage, float32 compute
+    assert out["package"] == out["hub_cache"]
+    expected = out["package"] if out["tta"] == "none" else out["package_d4"]
+    for label, p in zip(out["labels"], expected, strict=True):
         assert abs(out["pipeline"][label] - p) < 1e-4, label

@@ -303,23 +303,19 @@ def test_safetensors_round_trip_identical_logits(tmp_path):
     torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
 
 
-def test_pretrained_tags_describe_their_data():
-    tags = timm.list_pretrained("galaxy_attn_vgg*")
-    for variant in ("galaxy_attn_vgg", "galaxy_attn_vgg_small"):
-        for dataset, names in DATASET_CLASSES.items():
-            assert f"{variant}.{dataset}" in tags
-            cfg = timm.models.get_pretrained_cfg(f"{variant}.{dataset}").to_dict()
-            assert cfg["hf_hub_id"] == f"timm-galaxy-attn/{variant}.{dataset}"
-            assert cfg["num_classes"] == len(names) and tuple(cfg["label_names"]) == names
-            assert cfg["first_conv"] == "stages.0.0.conv" and cfg["classifier"] == "fc"
-            assert len(cfg["mean"]) == len(cfg["std"]) == 3
-    model = timm.create_model("galaxy_attn_vgg_small.gz1_sdss", **TINY)
-    assert model.num_classes == 6  # num_classes follows the tag
+def test_untagged_configs_describe_their_data():
+    """The architectures without weights keep a config: Galaxy10 DECaLS' classes, the central half, 32 px."""
+    model = timm.create_model("galaxy_attn_vgg_small", **TINY)
+    assert (
+        model.num_classes == 10
+        and tuple(model.pretrained_cfg["label_names"]) == DATASET_CLASSES["galaxy10_decals"]
+    )
     config = timm.data.resolve_model_data_config(model)
     assert config["input_size"] == (3, 32, 32) and config["crop_pct"] == 0.5
+    assert timm.create_model("galaxy_attn_vgg_small", num_classes=6, **TINY).num_classes == 6
     # first_conv and classifier name real modules (timm adapts them when loading weights).
     modules = dict(model.named_modules())
-    assert "stages.0.0.conv" in modules and "fc" in modules
+    assert model.pretrained_cfg["first_conv"] in modules and model.pretrained_cfg["classifier"] in modules
 
 
 def test_bf16_channels_last_matches_fp32():
@@ -338,10 +334,10 @@ def test_package_version_and_exports():
 
 
 def test_missing_hub_weights_offline_name_the_repo():
-    """No tag's weights are in the test machine's cache; offline, the error names the repo and the fix."""
-    repo = r"'timm-galaxy-attn/galaxy_attn_vgg_small\.galaxy10_sdss'"
-    with pytest.raises(RuntimeError, match=repo + r".*local-dir:"):
-        timm.create_model("galaxy_attn_vgg_small.galaxy10_sdss", pretrained=True, **TINY)
+    """A Hub id that is not in the test machine's cache: offline, the error names the repo and the fix."""
+    overlay = dict(hf_hub_id="timm-galaxy-attn/not-in-the-cache")
+    with pytest.raises(RuntimeError, match=r"'timm-galaxy-attn/not-in-the-cache'.*local-dir:"):
+        timm.create_model("galaxy_attn_vgg_small", pretrained=True, pretrained_cfg_overlay=overlay, **TINY)
 
 
 def test_stride4_variant_is_the_small_network_at_128_px():
@@ -350,13 +346,11 @@ def test_stride4_variant_is_the_small_network_at_128_px():
     assert model.stem_stride == 4 and model.widths == small.widths
     assert model.state_dict().keys() == small.state_dict().keys() and n_params(model) == n_params(small)
     config = timm.data.resolve_model_data_config(model)
-    assert config["input_size"] == (3, 128, 128) and config["crop_pct"] == 0.5  # its gz1_sdss tag
+    assert config["input_size"] == (3, 128, 128) and config["crop_pct"] == 0.5  # its untagged config
     with torch.no_grad():
         assert model(torch.randn(1, 3, 128, 128)).shape == (1, 6)
         with pytest.raises(ValueError, match="at least 128x128"):
             model(torch.randn(1, 3, 64, 64))
-    decals = timm.models.get_pretrained_cfg("galaxy_attn_vgg_small_s4.galaxy10_decals").to_dict()
-    assert decals["input_size"] == (3, 128, 128) and decals["crop_pct"] == 0.5  # native DECaLS pixels
 
 
 def test_tiny_variant_quarters_the_widths_and_the_compute():

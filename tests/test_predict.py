@@ -19,18 +19,19 @@ from PIL import Image
 import timm_galaxy_attn  # noqa: F401  (registers the models)
 from timm_galaxy_attn.data import create_transform
 from timm_galaxy_attn.hf import save_pretrained_folder
-from timm_galaxy_attn.labels import GALAXY10_DECALS_CLASSES, GZ1_SDSS_CLASSES
+from timm_galaxy_attn.labels import DATASET_CLASSES, GALAXY10_DECALS_CLASSES, GZ1_SDSS_CLASSES
 from timm_galaxy_attn.predict import ModelLoadError, collect_inputs, load_model, predict
 
-SIZE = 32  # model input; the galaxy10_decals tag keeps the central half (crop_pct 0.5)
+SIZE = 32  # model input; the untagged config keeps the central half (crop_pct 0.5)
 
 
-def _model_folder(root: Path, tag: str) -> Path:
+def _model_folder(root: Path, dataset: str) -> Path:
     torch.manual_seed(0)
-    model = timm.create_model(f"galaxy_attn_vgg_small.{tag}")
+    names = DATASET_CLASSES[dataset]
+    model = timm.create_model("galaxy_attn_vgg_small", num_classes=len(names))
     with torch.no_grad():  # larger logits than the 0.01-std init, so that classes differ visibly
         model.fc.weight.mul_(50)
-    return save_pretrained_folder(model, root / f"model_{tag}")
+    return save_pretrained_folder(model, root / f"model_{dataset}", label_names=names)
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +129,8 @@ def mixed(tmp_path_factory):
 
 def test_mixed_inputs_give_one_row_each(decals_model, mixed):
     root, inputs, expected, a, grz = mixed
-    table = predict(inputs, decals_model, batch_size=4, progress=False, output="arrow")
+    # fp32: the rows are compared with the eager fp32 model below (the default, auto, may pick bf16)
+    table = predict(inputs, decals_model, batch_size=4, progress=False, output="arrow", precision="fp32")
     df = table.to_pandas()
     assert df["source"].tolist() == [s for s, _ in expected]
     assert df["index"].tolist() == list(range(len(expected)))
@@ -255,7 +257,7 @@ def test_csv_out_resume_and_other_runs(decals_model, mixed, tmp_path):
 
 def test_model_loading_errors(tmp_path, decals_model):
     with pytest.raises(ModelLoadError, match="allow-random-weights"):
-        load_model("galaxy_attn_vgg_small.gz1_sdss")
+        load_model("galaxy_attn_vgg_small")  # an architecture without shipped weights
     with pytest.raises(ModelLoadError, match="Unknown model"):
         load_model("resnet_that_does_not_exist")
     (tmp_path / "empty").mkdir()
@@ -267,8 +269,8 @@ def test_model_loading_errors(tmp_path, decals_model):
     with pytest.raises(ModelLoadError, match="safetensors"):
         load_model(no_weights)
     with pytest.warns(UserWarning, match="RANDOM"):
-        loaded = load_model("galaxy_attn_vgg_small.gz1_sdss", allow_random_weights=True)
-    assert loaded.weights_sha256 is None and loaded.dataset == "gz1_sdss"
+        loaded = load_model("galaxy_attn_vgg_small", allow_random_weights=True)
+    assert loaded.weights_sha256 is None and loaded.dataset == "galaxy10_decals"
     with pytest.raises(FileNotFoundError, match="does not exist"):
         collect_inputs([tmp_path / "missing.png"])
 

@@ -53,9 +53,7 @@ def test_timm_peer_trains_with_the_same_script(tmp_path: Path, capsys) -> None:
     m = check_run(out, "resnet18")
     assert m["model"] == "resnet18" and m["image_size"] == 32
     # the same preprocessing as the galaxy model would get (the dataset's data config, not ImageNet's)
-    assert m["data_config"]["mean"] == list(
-        timm.models.get_pretrained_cfg("galaxy_attn_vgg.galaxy10_sdss").mean
-    )
+    assert m["data_config"]["mean"] == list(timm.models.get_pretrained_cfg("galaxy_attn_vgg").mean)
     assert not (out / "attention").exists()
     assert "no attention estimators, so no heatmaps" in capsys.readouterr().out
 

@@ -16,6 +16,7 @@ from .attention import AttentionEstimator, capture_attention
 from .labels import DATASET_CLASSES, class_names
 from .model import GalaxyAttnVGG
 from .predict import predict  # the function shadows the module name: `timm_galaxy_attn.predict(...)`
+from .pretrained import pretrained_path
 
 __version__ = "0.1.0"
 
@@ -49,5 +50,6 @@ __all__ = [
     "capture_attention",
     "class_names",
     "predict",
+    "pretrained_path",
     *_LAZY,
 ]

@@ -5,6 +5,12 @@ A thin layer over :mod:`timm_galaxy_attn.predict`. Several processes: ``accelera
 timm_galaxy_attn predict ...`` (each process takes a share of the inputs; the main one merges).
 Exit status: 0 all rows predicted, 1 some inputs failed (their rows carry an ``error``), 2 usage error
 (missing input, unusable model, existing output of another run).
+
+``galaxy-attn render CATALOGUE --rows 0,5,10-20 --out DIR``: heatmap PNGs of chosen rows from the maps
+stored by ``predict --maps`` (:mod:`timm_galaxy_attn.catalog_render`). Exit status: 0 written, 2 error.
+
+``galaxy-attn export MODEL --format onnx|torchscript|exported-program --out FILE``: a thin layer over
+:mod:`timm_galaxy_attn.export`. Exit status: 0 written and checked, 2 error (nothing written).
 """
 
 from __future__ import annotations
@@ -12,6 +18,8 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+
+from .pretrained import DEFAULT_TAG
 
 __all__ = ["build_parser", "main"]
 
@@ -60,18 +68,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders, .h5 files, FITS files")
     p.add_argument(
         "--model",
-        required=True,
-        help="timm name with tag (galaxy_attn_vgg_small.galaxy10_decals), a model folder, or hf-hub:ORG/NAME",
+        default=DEFAULT_TAG,
+        help=f"timm name with tag (default {DEFAULT_TAG}: the best shipped weights; "
+        "timm.list_pretrained('galaxy_attn*') lists the others), a model folder, or hf-hub:ORG/NAME",
     )
     p.add_argument("--out", required=True, help="catalogue file, .parquet or .csv (CSV gets a .json sidecar)")
     p.add_argument("--heatmaps", metavar="DIR", help="write one attention heatmap PNG per galaxy into DIR")
+    p.add_argument(
+        "--maps",
+        action="store_true",
+        help="store the 3 attention maps per galaxy (uint8) in OUT.maps.h5 (PNGs: galaxy-attn render)",
+    )
+    p.add_argument(
+        "--jpeg-draft",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="decode JPEGs at 1/2, 1/4, 1/8 scale where the crop keeps its pixels (default on)",
+    )
     p.add_argument("--tta", choices=("none", "d4"), default="none", help="d4: mean over 8 rotations/flips")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--image-size", type=int, help="model input size (default: the model's pretrained_cfg)")
     p.add_argument(
-        "--precision", choices=("fp32", "bf16"), default="fp32", help="bf16: autocast (faster on AMX CPUs)"
+        "--precision",
+        choices=("auto", "fp32", "bf16", "fp16"),
+        default="auto",
+        help="auto (default): bf16 autocast where the device runs bf16 natively, else fp32 (fp16 on GPUs)",
     )
-    p.add_argument("--channels-last", action="store_true", help="channels_last memory format for the model")
+    p.add_argument(
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="channels_last memory format (default: where it helps)",
+    )
     p.add_argument("--num-workers", type=int, default=0, help="decoding processes (0: one decoding thread)")
     p.add_argument(
         "--device", help="cpu, cuda, cuda:1 ... (default: cuda when available; accelerate's under launch)"
@@ -94,7 +122,76 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fits.add_argument("--lupton-q", type=float, default=8.0, help="make_lupton_rgb Q (default 8)")
     fits.add_argument("--lupton-minimum", type=float, default=0.0, help="make_lupton_rgb minimum (default 0)")
+    _add_render_parser(sub)
+    _add_export_parser(sub)
     return parser
+
+
+def _add_render_parser(sub) -> None:
+    p = sub.add_parser(
+        "render",
+        help="heatmap PNGs of chosen catalogue rows from the maps stored by predict --maps",
+        description="Render attention heatmap PNGs for catalogue rows from CATALOGUE.maps.h5.",
+    )
+    p.add_argument("catalogue", metavar="CATALOGUE", help="a catalogue written by galaxy-attn predict --maps")
+    p.add_argument("--rows", required=True, help="catalogue rows (the index column): 0,5,10-20 or all")
+    p.add_argument("--out", required=True, help="folder for the PNGs")
+    p.add_argument("--maps", help="the maps sidecar (default: CATALOGUE.maps.h5)")
+
+
+def _render(args: argparse.Namespace) -> int:
+    from .catalog_maps import MapsError
+    from .catalog_render import parse_rows, render
+
+    try:
+        written = render(args.catalogue, parse_rows(args.rows), args.out, maps=args.maps)
+    except (MapsError, FileNotFoundError, ValueError) as exc:
+        print(f"galaxy-attn render: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{len(written)} heatmaps in {args.out}", file=sys.stderr)
+    return 0
+
+
+def _add_export_parser(sub) -> None:
+    from .export import FORMATS
+
+    p = sub.add_parser(
+        "export",
+        help="export a model to ONNX, TorchScript or a torch.export program",
+        description="Export a model (fp32, dynamic batch) and check it against the eager model.",
+    )
+    p.add_argument("model", metavar="MODEL", help="timm name with tag, a model folder, or hf-hub:ORG/NAME")
+    p.add_argument("--format", required=True, choices=FORMATS)
+    p.add_argument("--out", required=True, help="output file (.onnx, .pt, .pt2)")
+    p.add_argument(
+        "--check-images", nargs="+", metavar="PATH", help="images or folders for the check (default: random)"
+    )
+    p.add_argument("--image-size", type=int, help="input size (default: the model's pretrained_cfg)")
+    p.add_argument("--atol", type=float, default=1e-3, help="largest allowed |logit - eager| (default 1e-3)")
+    p.add_argument(
+        "--allow-random-weights", action="store_true", help="export random weights if none are found"
+    )
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .export import ExportError, export_model
+    from .predict import ModelLoadError
+
+    try:
+        result = export_model(
+            args.model,
+            args.format,
+            args.out,
+            images=args.check_images,
+            image_size=args.image_size,
+            atol=args.atol,
+            allow_random_weights=args.allow_random_weights,
+        )
+    except (ModelLoadError, ExportError, FileNotFoundError, ValueError) as exc:
+        print(f"galaxy-attn export: error: {exc}", file=sys.stderr)
+        return 2
+    print(result.text(), file=sys.stderr)
+    return 0
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -106,6 +203,8 @@ def _predict(args: argparse.Namespace) -> int:
         precision=args.precision,
         channels_last=args.channels_last,
         heatmaps=args.heatmaps,
+        maps=args.maps,
+        jpeg_draft=args.jpeg_draft,
         mirror_label_swaps=args.mirror_swap,
         fits=FitsOptions(
             planes=args.fits_planes,
@@ -142,6 +241,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "predict":
         return _predict(args)
+    if args.command == "export":
+        return _export(args)
+    if args.command == "render":
+        return _render(args)
     raise AssertionError(args.command)
 
 

@@ -30,8 +30,8 @@ make ``g`` matter (see tests/test_model.py::test_pc_softmax_makes_g_irrelevant).
 Written for timm-galaxy-attn (Apache-2.0).
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: torch.fx copies forward's annotations into generated code, which
+# TorchScript then has to read (timm's FX + TorchScript test), and strings there are not types.
 from collections.abc import Sequence
 from typing import Any
 
@@ -43,7 +43,8 @@ from timm.models._builder import resolve_pretrained_cfg
 from timm.models._features import feature_take_indices
 
 from .attention import COMPATIBILITIES, NORMALIZATIONS, AttentionEstimator, check_choice
-from .labels import GALAXY10_DECALS_CLASSES, GALAXY10_SDSS_CLASSES, GZ1_SDSS_CLASSES
+from .labels import GALAXY10_DECALS_CLASSES, GZ1_SDSS_CLASSES
+from .pretrained import PRETRAINED_DIR, SHIPPED_TAGS
 
 __all__ = ["GalaxyAttnVGG"]
 
@@ -54,6 +55,12 @@ DEPTHS = (2, 2, 3, 3, 3, 2)
 WIDTHS = (64, 128, 256, 512, 512, 512)
 SMALL_WIDTHS = tuple(w // 2 for w in WIDTHS)  # galaxy_attn_vgg_small and its stride-4 variant
 TINY_WIDTHS = tuple(w // 4 for w in WIDTHS)  # galaxy_attn_vgg_tiny_s4
+
+
+def _is_tracing() -> bool:
+    """True while torch.fx traces the model: its input checks need concrete shapes, which proxies lack."""
+    fx = torch.fx._symbolic_trace
+    return getattr(fx, "is_fx_symbolic_tracing", fx.is_fx_tracing)()
 
 
 class ConvBnAct(nn.Sequential):
@@ -93,6 +100,9 @@ class GalaxyAttnVGG(nn.Module):
             cost what a 2x / 4x smaller one costs at stride 1. The parameters do not change.
         attention: False builds the ablation without attention: the classifier sees ``g`` alone.
     """
+
+    # A constant for TorchScript, so that the ablation (no estimators) compiles only its own branch.
+    __constants__ = ["attention"]
 
     def __init__(
         self,
@@ -201,7 +211,9 @@ class GalaxyAttnVGG(nn.Module):
             nn.init.normal_(self.fc.weight, 0, 0.01)
             nn.init.zeros_(self.fc.bias)
 
+    @torch.jit.unused
     def _check_input(self, x: torch.Tensor) -> None:
+        """Eager-mode input checks with clear messages (skipped when scripted, FX-traced or exported)."""
         if x.ndim != 4 or x.shape[1] != self.in_chans:
             hint = ""
             if x.ndim == 4 and x.shape[1] in (1, 4) and self.in_chans == 3:
@@ -221,26 +233,29 @@ class GalaxyAttnVGG(nn.Module):
                 f"the network downsamples by {min_size}, so images must be at least {min_size}x{min_size} px."
             )
 
-    def _run_stage(self, index: int, x: torch.Tensor) -> torch.Tensor:
-        stage = self.stages[index]
-        if self.grad_checkpointing and not torch.jit.is_scripting() and x.requires_grad:
-            return torch.utils.checkpoint.checkpoint(stage, x, use_reentrant=False)
-        return stage(x)
-
     def _local_and_final(self, x: torch.Tensor, stop_after: int = 3) -> list[torch.Tensor]:
         """Run the backbone; return [l1, l2, l3, final H/32 map], stopping after feature ``stop_after``."""
-        self._check_input(x)
+        if not torch.jit.is_scripting():
+            if not _is_tracing():
+                self._check_input(x)
         after = self.attn_position == "after"
         feats: list[torch.Tensor] = []
-        for i in range(3):
-            x = self._run_stage(i, x)
-        for i in (3, 4, 5):
-            pooled = self.pool(x)
-            feats.append(pooled if after else x)  # l1, l2, l3
-            if len(feats) > stop_after:
-                return feats
-            x = self._run_stage(i, pooled)
-        feats.append(x)
+        running = True
+        # One loop over the stages (TorchScript unrolls it): stages 3-5 each start with a max-pool, and the
+        # input of that pool is l1, l2, l3 (or its output, attn_position='after').
+        for i, stage in enumerate(self.stages):
+            if running and i >= 3:
+                pooled = self.pool(x)
+                feats.append(pooled if after else x)
+                x = pooled
+                running = len(feats) <= stop_after
+            if running:
+                if self.grad_checkpointing and not torch.jit.is_scripting() and x.requires_grad:
+                    x = torch.utils.checkpoint.checkpoint(stage, x, use_reentrant=False)
+                else:
+                    x = stage(x)
+        if running:
+            feats.append(x)
         return feats
 
     def _global(self, final: torch.Tensor) -> torch.Tensor:
@@ -315,7 +330,21 @@ def _missing_hub_weights(error: BaseException) -> bool:
     return False
 
 
+def _check_has_weights(variant: str, kwargs: dict[str, Any]) -> None:
+    """pretrained=True on a config without weights is an error (timm itself only warns and initialises
+    at random)."""
+    cfg = resolve_pretrained_cfg(variant, kwargs.get("pretrained_cfg"), kwargs.get("pretrained_cfg_overlay"))
+    if not cfg.has_weights and cfg.source not in ("hf-hub", "local-dir"):
+        name = f"{variant}.{cfg.tag}" if cfg.tag else variant
+        raise RuntimeError(
+            f"No pretrained weights exist for {name!r}. The tags with weights: {', '.join(SHIPPED_TAGS)} "
+            "(timm.list_pretrained('galaxy_attn*')); or pass pretrained=False for random initialisation."
+        )
+
+
 def _create_galaxy_attn_vgg(variant: str, pretrained: bool = False, **kwargs: Any) -> GalaxyAttnVGG:
+    if pretrained:
+        _check_has_weights(variant, kwargs)
     try:
         return build_model_with_cfg(
             GalaxyAttnVGG,
@@ -341,20 +370,21 @@ def _create_galaxy_attn_vgg(variant: str, pretrained: bool = False, **kwargs: An
 
 
 # Per-channel statistics of the real SDSS sample (all 5,665 gz1_sdss images, central half), printed by
-# `python benchmarks/data_stats.py`. Used for every tag: Galaxy10 itself cannot be read here, and its
+# `python benchmarks/data_stats.py`. Used for every config: Galaxy10 itself cannot be read here, and its
 # images are the same kind of survey cutout (dark sky, a galaxy in the centre).
 GALAXY_MEAN = (0.0819, 0.0699, 0.0518)
 GALAXY_STD = (0.1285, 0.1060, 0.0862)
 
 
-def _cfg(tag: str, variant: str, label_names: Sequence[str], **kwargs: Any) -> dict[str, Any]:
+def _cfg(label_names: Sequence[str] = GALAXY10_DECALS_CLASSES, **kwargs: Any) -> dict[str, Any]:
+    """A pretrained config; the defaults are the untagged one: Galaxy10 DECaLS' classes, the galaxy-filled
+    central half at 32 px as in the paper (the crop of each data source: ``data.SOURCE_CROP_PCT``)."""
     return {
-        "hf_hub_id": f"timm-galaxy-attn/{variant}.{tag}",
         "num_classes": len(label_names),
         "label_names": tuple(label_names),
         "input_size": (3, 32, 32),
         "pool_size": None,
-        "crop_pct": 1.0,
+        "crop_pct": 0.5,
         "interpolation": "bicubic",
         "mean": GALAXY_MEAN,
         "std": GALAXY_STD,
@@ -365,36 +395,30 @@ def _cfg(tag: str, variant: str, label_names: Sequence[str], **kwargs: Any) -> d
     }
 
 
-def _tags(variant: str) -> dict[str, dict[str, Any]]:
-    return {
-        # Galaxy10 DECaLS (256x256, 0.262"/px): the galaxy fills the central half; keep it, at 32 px
-        # as in the paper.
-        f"{variant}.galaxy10_decals": _cfg("galaxy10_decals", variant, GALAXY10_DECALS_CLASSES, crop_pct=0.5),
-        # Galaxy10 SDSS (69x69, already the central 207x207 px of the SDSS cutouts): whole image to 32 px.
-        f"{variant}.galaxy10_sdss": _cfg("galaxy10_sdss", variant, GALAXY10_SDSS_CLASSES),
-        # Real SDSS cutouts with Galaxy Zoo 1 labels (423x423): the Galaxy10-SDSS crop (about half).
-        f"{variant}.gz1_sdss": _cfg("gz1_sdss", variant, GZ1_SDSS_CLASSES, crop_pct=0.5),
-    }
+def _shipped(tag: str, **kwargs: Any) -> dict[str, Any]:
+    """The config of a tag with shipped weights: the packaged file (offline, no download) and the Hub
+    repository it is published to."""
+    return _cfg(
+        file=str(PRETRAINED_DIR / tag / "model.safetensors"),
+        hf_hub_id=f"timm-galaxy-attn/{tag}",
+        **kwargs,
+    )
 
 
-def _tags_s4(variant: str) -> dict[str, dict[str, Any]]:
-    """Stem stride 4: the same crops at 128 px (4x the detail of 32 px for the same compute)."""
-    big = dict(crop_pct=0.5, input_size=(3, 128, 128), min_input_size=(3, 128, 128))
-    return {
-        # galaxy_attn_vgg_tiny_s4.gz1_sdss: the shipped weights (benchmarks/accuracy.py row ours_tiny_128s4,
-        # best on validation).
-        f"{variant}.gz1_sdss": _cfg("gz1_sdss", variant, GZ1_SDSS_CLASSES, **big),
-        # The central 128x128 px of Galaxy10 DECaLS: native resolution, no resampling.
-        f"{variant}.galaxy10_decals": _cfg("galaxy10_decals", variant, GALAXY10_DECALS_CLASSES, **big),
-    }
+_S4 = dict(input_size=(3, 128, 128), min_input_size=(3, 128, 128))  # stem stride 4: 128 px for 32 px's cost
 
-
+# A tag is listed only where trained weights ship (timm_galaxy_attn/pretrained/<tag>/, the card beside them);
+# the architectures without weights keep their untagged config (random initialisation).
 default_cfgs = generate_default_cfgs(
     {
-        **_tags("galaxy_attn_vgg"),
-        **_tags("galaxy_attn_vgg_small"),
-        **_tags_s4("galaxy_attn_vgg_small_s4"),
-        **_tags_s4("galaxy_attn_vgg_tiny_s4"),
+        # The paper's network at the paper's 32 px (benchmarks/accuracy.py row ours_vgg_32s1).
+        "galaxy_attn_vgg.gz1_sdss": _shipped("galaxy_attn_vgg.gz1_sdss", label_names=GZ1_SDSS_CLASSES),
+        "galaxy_attn_vgg_small": _cfg(),
+        "galaxy_attn_vgg_small_s4": _cfg(**_S4),
+        # Best on validation (row ours_tiny_128s4): the catalogue's default model.
+        "galaxy_attn_vgg_tiny_s4.gz1_sdss": _shipped(
+            "galaxy_attn_vgg_tiny_s4.gz1_sdss", label_names=GZ1_SDSS_CLASSES, **_S4
+        ),
     }
 )
 # Registered names that are another one with preset options. A saved folder names the base architecture and

@@ -34,8 +34,11 @@ Input rules:
   composite is flipped vertically to put north up, as in survey JPEG cutouts (this matters for the
   handedness of spirals). Non-finite pixels are errors.
 
-Broken inputs (unreadable or truncated images, wrong shapes, NaNs, grayscale...) become rows with an
-``error`` message; a missing input path or an unusable model stops the run before it starts.
+Broken inputs (unreadable or truncated images, wrong shapes, NaNs, grayscale, anything that fails to
+decode, such as PIL's decompression-bomb guard) become rows with an ``error`` message; inputs far smaller
+than the model's crop is meant for get a prediction and a ``warning`` (:mod:`._input_checks`); a missing
+input path or an unusable model stops the run before it starts. ``precision="auto"`` (the default) uses
+bf16 only where the device runs it natively (:mod:`.device`); the catalogue records what was used.
 """
 
 from __future__ import annotations
@@ -64,9 +67,15 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
+from ._input_checks import decode_failure_message, small_input_warning
 from ._io import TEMP_INFIX, atomic_write, sha256_file, sha256_json
 from .attention import capture_attention
+from .catalog_decode import EvalGeometry, InputError, ModelPixels, open_image
+from .catalog_maps import maps_path, merge_maps, write_maps_part
+from .catalog_maps import part_path as maps_part_path
+from .device import PRECISIONS, announce, choose_precision
 from .labels import MIRROR_LABEL_SWAPS, dataset_of_label_names
+from .tta import d4_probs, mirror_permutation
 
 __all__ = [
     "LoadedModel",
@@ -85,7 +94,7 @@ FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fts.gz")
 BANDS_BY_WAVELENGTH = "ugrizy"
 _BAND_FILE = re.compile(r"^(?P<name>.+)[_.-](?P<band>[ugrizy])\.(?:fits|fit|fts)(?:\.gz)?$", re.IGNORECASE)
 _META_KEY = b"galaxy_attn"
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2  # 2: the warning column
 DEBUG_KILL_ENV = "GALAXY_ATTN_DEBUG_KILL_AFTER_BATCHES"
 
 
@@ -165,9 +174,10 @@ def load_model(
 ) -> LoadedModel:
     """Load the model named by ``spec`` for inference, with safetensors weights only.
 
-    ``spec`` is a timm name with tag (``galaxy_attn_vgg_small.gz1_sdss``: the tag's Hub weights, read from
-    the Hugging Face cache when offline), a local folder (``DIR`` or ``local-dir:DIR``, with config.json
-    in timm format and model.safetensors), a Hub repository (``hf-hub:ORG/NAME``), or an ``nn.Module``.
+    ``spec`` is a timm name with tag (``galaxy_attn_vgg_tiny_s4.gz1_sdss``: the weights shipped in the
+    package; a config with only a Hub id reads the Hugging Face cache when offline), a local folder
+    (``DIR`` or ``local-dir:DIR``, with config.json in timm format and model.safetensors), a Hub
+    repository (``hf-hub:ORG/NAME``), or an ``nn.Module``.
     A name whose weights cannot be had is an error unless ``allow_random_weights`` (then the model is
     randomly initialised and ``weights_sha256`` is None).
     """
@@ -209,22 +219,27 @@ def load_model(
         arch = spec.split(".", 1)[0]
         if not timm.is_model(arch):
             known = ", ".join(timm.list_models("galaxy_attn*"))
+            shipped = ", ".join(timm.list_pretrained("galaxy_attn*"))
             raise ModelLoadError(
                 f"Unknown model {spec!r}: not a folder, not hf-hub:ORG/NAME, not a timm model. "
-                f"Models of this package: {known} (with a tag such as .galaxy10_decals)."
+                f"Models of this package: {known} (with weights: {shipped})."
             )
         try:
             model = timm.create_model(spec, pretrained=False)
         except RuntimeError as exc:
             raise ModelLoadError(f"Cannot create {spec!r}: {exc}") from exc
-        hub_id = model.pretrained_cfg.get("hf_hub_id")
+        packaged, hub_id = model.pretrained_cfg.get("file"), model.pretrained_cfg.get("hf_hub_id")
         try:
-            if not hub_id:
+            if packaged:  # shipped with the package: no download
+                weights = Path(packaged)
+            elif not hub_id:
                 raise ModelLoadError(
-                    f"{spec!r} has no pretrained weights source. Pass a tag (e.g. {arch}.galaxy10_decals), "
-                    "a local model folder, or --allow-random-weights for a smoke test."
+                    f"{spec!r} has no pretrained weights. Pass a tag with weights "
+                    f"({', '.join(timm.list_pretrained('galaxy_attn*'))}), a local model folder, or "
+                    "--allow-random-weights for a smoke test."
                 )
-            weights = _hub_safetensors(hub_id, spec)
+            else:
+                weights = _hub_safetensors(hub_id, spec)
         except ModelLoadError:
             if not allow_random_weights:
                 raise
@@ -405,42 +420,9 @@ def collect_inputs(inputs: Sequence[str | os.PathLike], *, fits_bands: str | Non
 # Decoding
 
 
-class InputError(ValueError):
-    """An input that cannot become a galaxy image; the message goes into the row's ``error`` column."""
-
-
-def _pil_to_rgb(img: Image.Image) -> np.ndarray:
-    img.load()  # decode now: truncated files fail here
-    if img.mode == "P":
-        img = img.convert("RGBA")
-    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        alpha = np.asarray(img.getchannel("A"))
-        if alpha.min() < 255:
-            raise InputError(
-                f"{img.mode} image with transparent pixels (alpha min {alpha.min()}); composite it on the "
-                "survey's sky background and save as RGB"
-            )
-        img = img.convert("RGB" if img.mode != "LA" else "L")
-    if img.mode in ("1", "L", "I", "I;16", "I;16B", "I;16L", "F"):
-        raise InputError(
-            f"grayscale ({img.mode}) image: the model needs a 3-band colour composite; give the RGB "
-            "cutout or per-band FITS files (NAME_g.fits, NAME_r.fits, NAME_z.fits)"
-        )
-    if img.mode != "RGB":
-        img = img.convert("RGB")  # CMYK, YCbCr, ...: colour conversions PIL knows
-    return np.asarray(img)
-
-
-def _decode_image(path: str) -> np.ndarray:
-    try:
-        with Image.open(path) as img:
-            return _pil_to_rgb(img)
-    except InputError:
-        raise
-    except Image.UnidentifiedImageError:
-        raise InputError("not an image PIL can read (corrupt file or unsupported format)") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise InputError(f"truncated or corrupt image: {exc}") from None
+def _decode_image(path: str, draft: EvalGeometry | None = None) -> tuple[Image.Image, tuple[int, int]]:
+    """An image file as RGB and its full (width, height); JPEGs drafted for ``draft`` (catalog_decode)."""
+    return open_image(path, draft)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -522,24 +504,28 @@ def _display_crop(image: np.ndarray, crop_pct: float) -> np.ndarray:
 
 
 class BatchDecoder(torch.utils.data.Dataset):
-    """Decodes batch ``b`` (a range of global indices) into a model-ready tensor and per-row facts.
+    """Decodes batch ``b`` (a range of global indices) into the model's uint8 pixels and per-row facts.
 
-    Picklable (HDF5 handles are opened lazily in each process), so it also runs in DataLoader workers.
+    ``x`` is a (B, S, S, 3) uint8 tensor of the rows without an error (the engine normalises it);
+    ``displays`` the full-resolution crops for heatmaps. Picklable (HDF5 handles are opened lazily in
+    each process), so it also runs in DataLoader workers.
     """
 
     def __init__(
         self,
         inputs: InputList,
         ranges: list[tuple[int, int]],
-        transform: Any,
+        pixels: ModelPixels,
         fits: FitsOptions,
         display_crop_pct: float | None = None,
+        model_crop: tuple[int, float] | None = None,
     ) -> None:
         self.inputs = inputs
         self.ranges = ranges
-        self.transform = transform
+        self.pixels = pixels
         self.fits = fits
         self.display_crop_pct = display_crop_pct
+        self.model_crop = model_crop  # (input px, crop_pct): for the small-input warning
         self._h5: dict[str, Any] = {}
 
     def __getstate__(self) -> dict[str, Any]:
@@ -562,30 +548,48 @@ class BatchDecoder(torch.utils.data.Dataset):
         }
         return np.asarray(f["images"][lo:hi]), extra
 
+    def _decode_unit(self, unit: _Unit, local: int, n: int) -> tuple[list[Any], dict[str, np.ndarray]]:
+        """Items ``local .. local + n`` of ``unit``: (RGB image, full size) or the InputError of each."""
+        if unit.kind == "hdf5":
+            try:
+                images, extra = self._hdf5_rows(unit, local, local + n)
+            except Exception as exc:
+                return [InputError(f"unreadable HDF5 rows: {exc}")] * n, {}
+            return [(Image.fromarray(im), (im.shape[1], im.shape[0])) for im in images], extra
+        decoded: list[Any] = []
+        for k in range(n):
+            try:
+                decoded.append(self._decode_one(unit, local + k))
+            except InputError as exc:
+                decoded.append(exc)
+            except Exception as exc:  # whatever the cause (bombs, codecs...): an error row
+                decoded.append(InputError(decode_failure_message(exc)))
+        return decoded, {}
+
+    def _prepare(self, row: dict[str, Any], image: Any, out: dict[str, list]) -> None:
+        """Model pixels, warning and display crop of one decoded item; failures become the row's error."""
+        if not isinstance(image, Exception):
+            try:
+                img, (width, height) = image
+                out["pixels"].append(self.pixels(img, (width, height)))
+                if self.model_crop is not None:
+                    row["warning"] = small_input_warning(height, width, *self.model_crop)
+                if self.display_crop_pct is not None:
+                    out["displays"].append(_display_crop(np.asarray(img), self.display_crop_pct))
+            except Exception as exc:
+                image = InputError(f"preprocessing failed: {exc}")
+        if isinstance(image, Exception):
+            row["error"] = str(image)
+
     def __getitem__(self, b: int) -> dict[str, Any]:
         start, end = self.ranges[b]
         rows: list[dict[str, Any]] = []
-        tensors: list[torch.Tensor] = []
-        displays: list[np.ndarray] = []
+        out: dict[str, list] = {"pixels": [], "displays": []}
         index = start
         while index < end:
             unit, local = self.inputs.locate(index)
             n = min(end - index, unit.count - local)
-            if unit.kind == "hdf5":
-                try:
-                    images, extra = self._hdf5_rows(unit, local, local + n)
-                    decoded: list[Any] = list(images)
-                except Exception as exc:
-                    decoded = [InputError(f"unreadable HDF5 rows: {exc}")] * n
-                    extra = {}
-            else:
-                decoded = []
-                extra = {}
-                for k in range(n):
-                    try:
-                        decoded.append(self._decode_one(unit, local + k))
-                    except InputError as exc:
-                        decoded.append(exc)
+            decoded, extra = self._decode_unit(unit, local, n)
             for k, image in enumerate(decoded):
                 row = {
                     "index": index + k,
@@ -595,36 +599,35 @@ class BatchDecoder(torch.utils.data.Dataset):
                     "file_label": int(extra["ans"][k]) if "ans" in extra else None,
                     "ra": float(extra["ra"][k]) if "ra" in extra else None,
                     "dec": float(extra["dec"][k]) if "dec" in extra else None,
+                    "warning": None,
                     "error": None,
                 }
-                if not isinstance(image, Exception):
-                    try:
-                        tensors.append(self.transform(Image.fromarray(image)))
-                        if self.display_crop_pct is not None:
-                            displays.append(_display_crop(image, self.display_crop_pct))
-                    except Exception as exc:
-                        image = InputError(f"preprocessing failed: {exc}")
-                if isinstance(image, Exception):
-                    row["error"] = str(image)
+                self._prepare(row, image, out)
                 rows.append(row)
             index += n
-        x = torch.stack(tensors) if tensors else None
-        return {"range": (start, end), "rows": rows, "x": x, "displays": displays}
+        x = torch.from_numpy(np.stack(out["pixels"])) if out["pixels"] else None
+        return {"range": (start, end), "rows": rows, "x": x, "displays": out["displays"]}
 
-    def _decode_one(self, unit: _Unit, local: int) -> np.ndarray:
+    def _decode_one(self, unit: _Unit, local: int) -> tuple[Image.Image, tuple[int, int]]:
         if unit.kind == "invalid":
             raise InputError(unit.error)
         if unit.kind == "image":
+            jpeg = unit.source.lower().endswith((".jpg", ".jpeg"))
+            if jpeg and self.pixels.jpeg_draft and self.display_crop_pct is None:
+                return _decode_image(unit.source, self.pixels.geometry)
             return _decode_image(unit.source)
         if unit.kind == "fits":
-            return _decode_fits_hdu(unit.source, unit.hdus[local], self.fits)
-        if unit.kind == "bands":
-            return _decode_bands(unit.paths, self.fits)
-        raise AssertionError(unit.kind)
+            rgb = _decode_fits_hdu(unit.source, unit.hdus[local], self.fits)
+        elif unit.kind == "bands":
+            rgb = _decode_bands(unit.paths, self.fits)
+        else:
+            raise AssertionError(unit.kind)
+        return Image.fromarray(rgb), (rgb.shape[1], rgb.shape[0])
 
 
-def _threaded(decoder: BatchDecoder, prefetch: int) -> Iterator[dict[str, Any]]:
-    """Yield decoder batches produced by a background thread through a bounded queue."""
+def _threaded(decoder: BatchDecoder, prefetch: int, pin: bool = False) -> Iterator[dict[str, Any]]:
+    """Yield decoder batches produced by a background thread through a bounded queue (``pin``: in
+    page-locked memory, for asynchronous copies to a GPU)."""
     q: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
     stop = threading.Event()
     done = object()
@@ -633,6 +636,8 @@ def _threaded(decoder: BatchDecoder, prefetch: int) -> Iterator[dict[str, Any]]:
         try:
             for b in range(len(decoder)):
                 item = decoder[b]
+                if pin and item["x"] is not None:
+                    item["x"] = item["x"].pin_memory()
                 while not stop.is_set():
                     try:
                         q.put(item, timeout=0.1)
@@ -660,12 +665,20 @@ def _threaded(decoder: BatchDecoder, prefetch: int) -> Iterator[dict[str, Any]]:
         thread.join(timeout=5)
 
 
-def _batches(decoder: BatchDecoder, num_workers: int, prefetch: int) -> Iterator[dict[str, Any]]:
+def _batches(
+    decoder: BatchDecoder, num_workers: int, prefetch: int, pin: bool = False
+) -> Iterator[dict[str, Any]]:
+    """Decoded batches in order: from one thread, or from ``num_workers`` processes (one batch each)."""
     if num_workers <= 0:
-        yield from _threaded(decoder, prefetch)
+        yield from _threaded(decoder, prefetch, pin)
         return
     loader = torch.utils.data.DataLoader(
-        decoder, batch_size=None, shuffle=False, num_workers=num_workers, prefetch_factor=max(1, prefetch)
+        decoder,
+        batch_size=None,
+        shuffle=False,
+        num_workers=num_workers,
+        prefetch_factor=max(1, prefetch),
+        pin_memory=pin,
     )
     yield from loader
 
@@ -689,65 +702,76 @@ def class_columns(label_names: Sequence[str]) -> list[str]:
     return out
 
 
-def d4_views(x: torch.Tensor) -> list[tuple[torch.Tensor, bool]]:
-    """The 8 rotations/flips of a (B, C, H, W) batch, identity first; each with 'is a mirror image'."""
-    flipped = torch.flip(x, dims=(3,))
-    return [(torch.rot90(x, k, dims=(2, 3)), False) for k in range(4)] + [
-        (torch.rot90(flipped, k, dims=(2, 3)), True) for k in range(4)
-    ]
-
-
 @dataclasses.dataclass
 class PredictOptions:
     """Everything that decides the numbers of a catalogue (and so must match when resuming)."""
 
     tta: str = "none"
     image_size: int | None = None
-    precision: str = "fp32"
-    channels_last: bool = False
+    precision: str = "auto"  # auto: bf16 where the device runs it natively (device.choose_precision)
+    channels_last: bool | None = None  # None: where it helps
     heatmaps: str | None = None
     mirror_label_swaps: dict[int, int] | None = None
     fits: FitsOptions = dataclasses.field(default_factory=FitsOptions)
+    maps: bool = False  # the attention maps as arrays, in <out>.maps.h5 (catalog_maps)
+    jpeg_draft: bool = True  # JPEGs decoded at 1/2^k scale where the crop keeps its pixels (catalog_decode)
 
 
 class _Engine:
     """Runs the model on decoded batches and builds the rows (and heatmap files)."""
 
-    def __init__(self, loaded: LoadedModel, opts: PredictOptions, device: torch.device) -> None:
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        opts: PredictOptions,
+        device: torch.device,
+        mean: Sequence[float] = (0.0, 0.0, 0.0),
+        std: Sequence[float] = (1.0, 1.0, 1.0),
+    ) -> None:
         self.loaded = loaded
         self.opts = opts
         self.device = device
+        self.mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
         self.model = loaded.model.to(device).eval()
         if opts.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.columns = class_columns(loaded.label_names)
-        n = len(loaded.label_names)
-        swaps = opts.mirror_label_swaps or {}
-        self.mirror_perm = torch.tensor([swaps.get(j, j) for j in range(n)], device=device)
+        self.mirror_perm = mirror_permutation(len(loaded.label_names), opts.mirror_label_swaps, device)
 
     def _probs(self, x: torch.Tensor) -> torch.Tensor:
         if self.opts.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        if self.opts.precision == "bf16":
-            with torch.autocast(self.device.type, dtype=torch.bfloat16):
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.opts.precision)
+        if dtype is not None:
+            with torch.autocast(self.device.type, dtype=dtype):
                 logits = self.model(x)
         else:
             logits = self.model(x)
         return logits.float().softmax(dim=1)
 
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, S, S, 3) uint8 pixels -> normalised float (B, 3, S, S) on the device: the ops of timm's
+        ToTensor + Normalize, in their order (the same floats); NHWC in memory for channels_last."""
+        x = x.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255)
+        x = x.sub_(self.mean).div_(self.std)
+        return x if self.opts.channels_last else x.contiguous()
+
     @torch.inference_mode()
     def run(self, x: torch.Tensor, want_maps: bool) -> dict[str, Any]:
-        x = x.to(self.device, non_blocking=True)
+        """Probabilities (and, with ``want_maps``, attention maps) of a (B, S, S, 3) uint8 batch."""
+        x = self.normalise(x)
         maps: list[torch.Tensor] = []
         with capture_attention(self.model) if want_maps else contextlib.nullcontext([]) as captured:
             if self.opts.tta == "d4":
-                probs = []
-                for i, (view, mirrored) in enumerate(d4_views(x)):
+
+                def probs_of(view: torch.Tensor) -> torch.Tensor:
                     p = self._probs(view)
-                    if i == 0 and want_maps:
-                        maps = [m.cpu() for m in captured]
-                    probs.append(p[:, self.mirror_perm] if mirrored else p)
-                stack = torch.stack(probs)  # (8, B, C)
+                    if want_maps and not maps:  # the identity view's maps (the first forward)
+                        maps.extend(m.cpu() for m in captured)
+                    return p
+
+                stack = d4_probs(probs_of, x, self.mirror_perm)  # (8, B, C)
                 mean, std = stack.mean(0), stack.std(0, correction=0)
                 agree = (stack.argmax(-1) == mean.argmax(-1)).float().mean(0)
                 out = {"probs": mean, "std": std, "agreement": agree}
@@ -781,7 +805,7 @@ def _schema(columns: list[str], tta: bool, heatmaps: bool):
         fields += [(f"std_{c}", pa.float32()) for c in columns] + [("tta_agreement", pa.float32())]
     if heatmaps:
         fields.append(("heatmap", pa.string()))
-    fields.append(("error", pa.string()))
+    fields += [("warning", pa.string()), ("error", pa.string())]
     return pa.schema(fields)
 
 
@@ -835,6 +859,7 @@ def _batch_table(batch: dict[str, Any], result: dict[str, Any] | None, engine: _
         cols["tta_agreement"] = pa.array(agree, mask=mask)
     if engine.opts.heatmaps is not None:
         cols["heatmap"] = [r.get("heatmap") for r in rows]
+    cols["warning"] = [r["warning"] for r in rows]
     cols["error"] = [r["error"] for r in rows]
     return pa.Table.from_pydict(cols, schema=schema)
 
@@ -1000,6 +1025,29 @@ def _resolve_swaps(loaded: LoadedModel, opts: PredictOptions) -> dict[int, int]:
     return {}
 
 
+def _commit_batch(
+    batch: dict[str, Any], engine: _Engine, schema, parts_dir: Path, heat_dir: Path | None
+) -> int:
+    """Predict one decoded batch and commit it: heatmap PNGs, the maps part, then the rows' part."""
+    import pyarrow.parquet as pq
+
+    want_maps = heat_dir is not None or engine.opts.maps
+    result = engine.run(batch["x"], want_maps) if batch["x"] is not None else None
+    if heat_dir is not None and result is not None:
+        _write_heatmaps(batch, result, engine, heat_dir)
+    start, end = batch["range"]
+    if engine.opts.maps:
+        valid = np.array([r["error"] is None for r in batch["rows"]], dtype=bool)
+        indices = [r["index"] for r in batch["rows"]]
+        write_maps_part(
+            maps_part_path(parts_dir, start, end), indices, valid, result["maps"] if result else []
+        )
+    table = _batch_table(batch, result, engine, schema)
+    part = parts_dir / f"part-{start:012d}-{end:012d}.parquet"
+    atomic_write(part, lambda tmp: pq.write_table(table, tmp))
+    return end - start
+
+
 def run_predict(
     inputs: Sequence[str | os.PathLike],
     model: str | os.PathLike | nn.Module | LoadedModel,
@@ -1019,18 +1067,19 @@ def run_predict(
     from timm.data import resolve_model_data_config
     from tqdm.auto import tqdm
 
-    from .data import create_transform
-
     opts = options or PredictOptions()
     if opts.tta not in ("none", "d4"):
         raise ValueError(f"tta={opts.tta!r} is not supported; choose 'none' or 'd4'.")
-    if opts.precision not in ("fp32", "bf16"):
-        raise ValueError(f"precision={opts.precision!r} is not supported; choose 'fp32' or 'bf16'.")
+    if opts.precision not in PRECISIONS:
+        raise ValueError(f"precision={opts.precision!r} is not supported; choose one of {PRECISIONS}.")
     out = Path(out)
     if out.suffix.lower() not in (".parquet", ".csv"):
         raise ValueError(f"--out {out} must end in .parquet or .csv.")
     rank, world, barrier, dev = _distributed_state(device)
     is_main = rank == 0
+    choice = choose_precision(dev, opts.precision, opts.channels_last)
+    announce(choice)  # the run records (and resumes with) what was chosen
+    opts = dataclasses.replace(opts, precision=choice.precision, channels_last=choice.channels_last)
     t0 = time.perf_counter()
 
     loaded = (
@@ -1044,8 +1093,8 @@ def run_predict(
     data_config = dict(resolve_model_data_config(loaded.model))
     if opts.image_size:
         data_config["input_size"] = (3, opts.image_size, opts.image_size)
-    transform = create_transform(data_config, is_training=False)
-    engine = _Engine(loaded, opts, dev)
+    pixels = ModelPixels(data_config, jpeg_draft=opts.jpeg_draft)
+    engine = _Engine(loaded, opts, dev, data_config["mean"], data_config["std"])
     schema = _schema(engine.columns, opts.tta == "d4", opts.heatmaps is not None)
     meta = {
         "format_version": _FORMAT_VERSION,
@@ -1063,6 +1112,8 @@ def run_predict(
         "data_config": {k: list(v) if isinstance(v, tuple) else v for k, v in data_config.items()},
         "fits": dataclasses.asdict(opts.fits),
         "heatmaps": opts.heatmaps,
+        "maps": maps_path(out).name if opts.maps else None,
+        "decode": pixels.describe(),
         "n_inputs": len(items),
         "inputs_sha256": items.digest(),
         "entropy_units": "nats",
@@ -1084,7 +1135,7 @@ def run_predict(
     if is_main:
         if overwrite:
             shutil.rmtree(parts_dir, ignore_errors=True)
-            for p in (out, _sidecar(out)):
+            for p in (out, _sidecar(out), maps_path(out)):
                 if p.exists():
                     p.unlink()
         parts_dir.mkdir(parents=True, exist_ok=True)
@@ -1111,7 +1162,9 @@ def run_predict(
     heat_dir = Path(opts.heatmaps) if opts.heatmaps else None
     if heat_dir is not None:
         heat_dir.mkdir(parents=True, exist_ok=True)
-    decoder = BatchDecoder(items, ranges, transform, opts.fits, data_config["crop_pct"] if heat_dir else None)
+    crop_pct = data_config["crop_pct"]
+    model_crop = (data_config["input_size"][-1], crop_pct)
+    decoder = BatchDecoder(items, ranges, pixels, opts.fits, crop_pct if heat_dir else None, model_crop)
     kill_after = int(os.environ.get(DEBUG_KILL_ENV, "0") or 0)
     n_processed, committed = 0, 0
     t_run = time.perf_counter()
@@ -1123,17 +1176,11 @@ def run_predict(
         disable=not (progress and is_main),
     )
     try:
-        for batch in _batches(decoder, num_workers, prefetch):
-            result = engine.run(batch["x"], heat_dir is not None) if batch["x"] is not None else None
-            if heat_dir is not None and result is not None:
-                _write_heatmaps(batch, result, engine, heat_dir)
-            table = _batch_table(batch, result, engine, schema)
-            start, end = batch["range"]
-            part = parts_dir / f"part-{start:012d}-{end:012d}.parquet"
-            atomic_write(part, lambda tmp, t=table: pq.write_table(t, tmp))
-            n_processed += end - start
+        for batch in _batches(decoder, num_workers, prefetch, pin=dev.type == "cuda"):
+            done_now = _commit_batch(batch, engine, schema, parts_dir, heat_dir)
+            n_processed += done_now
             committed += 1
-            bar.update(end - start)
+            bar.update(done_now)
             if kill_after and committed >= kill_after:
                 os.kill(os.getpid(), signal.SIGKILL)  # fault injection for the resume tests
     finally:
@@ -1144,7 +1191,13 @@ def run_predict(
         return PredictSummary(
             None, 0, 0, n_processed, n_resumed, run_seconds, n_processed / max(run_seconds, 1e-9), {}, False
         )
-    _merge(_parts(parts_dir), n, out, schema, meta)
+    parts = _parts(parts_dir)
+    if opts.maps:  # before the catalogue: a finished catalogue always has its maps
+        attrs = {k: meta[k] for k in ("model", "weights_sha256", "run_fingerprint")}
+        merge_maps(
+            [(a, b) for a, b, _ in parts], parts_dir, n, maps_path(out), {**attrs, "catalogue": out.name}
+        )
+    _merge(parts, n, out, schema, meta)
     shutil.rmtree(parts_dir, ignore_errors=True)
     table = pq.read_table(out, columns=["error"]) if out.suffix.lower() == ".parquet" else None
     if table is None:
@@ -1183,10 +1236,12 @@ def predict(
     out: str | os.PathLike | None = None,
     tta: str = "none",
     heatmaps: str | os.PathLike | None = None,
+    maps: bool = False,
+    jpeg_draft: bool = True,
     image_size: int | None = None,
     batch_size: int = 32,
-    precision: str = "fp32",
-    channels_last: bool = False,
+    precision: str = "auto",
+    channels_last: bool | None = None,
     num_workers: int = 0,
     device: str | None = None,
     allow_random_weights: bool = False,
@@ -1206,7 +1261,7 @@ def predict(
     Example::
 
         from timm_galaxy_attn.predict import predict
-        df = predict("cutouts/", model="galaxy_attn_vgg_small.galaxy10_decals", tta="d4")
+        df = predict("cutouts/", model="galaxy_attn_vgg_tiny_s4.gz1_sdss", tta="d4")
     """
     import pyarrow.csv as pcsv
     import pyarrow.parquet as pq
@@ -1219,6 +1274,8 @@ def predict(
         precision=precision,
         channels_last=channels_last,
         heatmaps=str(heatmaps) if heatmaps is not None else None,
+        maps=maps,
+        jpeg_draft=jpeg_draft,
         mirror_label_swaps=mirror_label_swaps,
         fits=fits or FitsOptions(),
     )

@@ -27,6 +27,7 @@ __all__ = [
     "plot_confusion_matrix",
     "save_attention_grid",
     "save_image_grid",
+    "save_map_grid",
 ]
 
 ATTENTION_LABELS: tuple[str, ...] = ("input", "attn 1 (conv7)", "attn 2 (conv10)", "attn 3 (conv13)")
@@ -366,6 +367,39 @@ def save_attention_grid(
         for i, im in enumerate(imgs)
     ]
     canvas = _compose(rows, tile, col_labels=ATTENTION_LABELS, row_titles=row_titles, title=title)
+    return _save_png(canvas, path)
+
+
+def save_map_grid(
+    images: Any,
+    maps: Sequence[Sequence[Any]],
+    path: str | os.PathLike,
+    *,
+    labels: Sequence[str],
+    titles: Sequence[str] | None = None,
+    title: str | None = None,
+    cmap: str = "inferno",
+    alpha: float = 0.5,
+) -> Path:
+    """Like :func:`save_attention_grid` with any number of maps per image (e.g. attn 1-3 and Grad-CAM).
+
+    ``maps[i]`` holds image i's (H_s, W_s) maps; ``labels`` names the columns, the input first (so one more
+    label than maps per image).
+    """
+    _check_style(cmap, alpha)
+    imgs = [_as_rgb_uint8(im, f"images[{i}]") for i, im in enumerate(_split_batch(images))]
+    if not imgs or len(maps) != len(imgs):
+        raise ValueError(f"got {len(imgs)} images and maps for {len(maps)}; pass one list of maps per image")
+    tile = _tile_side([max(im.shape[:2]) for im in imgs])
+    rows = []
+    for i, im in enumerate(imgs):
+        if len(maps[i]) + 1 != len(labels):
+            raise ValueError(f"maps[{i}] holds {len(maps[i])} maps but labels name {len(labels) - 1}")
+        shown = _display_image(im, tile)
+        heat = [_heat_tile(shown, _as_map(m, f"maps[{i}][{j}]"), cmap, alpha) for j, m in enumerate(maps[i])]
+        rows.append([shown, *heat])
+    row_titles = _check_titles(titles, len(imgs))
+    canvas = _compose(rows, tile, col_labels=list(labels), row_titles=row_titles, title=title)
     return _save_png(canvas, path)
 
 

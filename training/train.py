@@ -29,6 +29,14 @@ image kept (``crop_pct=1``). ``--image-size`` and ``--crop-pct`` override it. Tr
 on the fly (``BatchAugment``: rotations, flips with the mirror label swap), evaluation batches only
 normalised (``normalize_batch``).
 
+Fine-tuning (``--pretrained``): ``--model`` names trained weights (a tag such as
+``galaxy_attn_vgg_tiny_s4.gz1_sdss``, ``local-dir:FOLDER`` or ``hf-hub:ORG/NAME``); the model starts from
+them with a fresh classifier for the dataset's classes (``reset_classifier``), and the data config (input
+size, crop, mean/std) is the weights' own pretrained_cfg. ``--freeze-backbone`` trains the head only: the
+classifier and the attention estimators (their vectors u choose where the network looks; a few hundred
+parameters), with every BatchNorm of the frozen backbone kept in eval mode; ``--backbone-lr-scale F`` gives
+the pretrained non-head parameters the learning rate ``lr * F`` (a second optimizer parameter group).
+
 Determinism: the data order of epoch ``e`` is a permutation drawn from ``(seed, e)`` and the torch RNG is
 re-seeded from ``(seed, epoch, step, process)`` before each step, so a resumed run replays exactly what an
 uninterrupted run does.
@@ -116,7 +124,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         max_shift=0.0625,
         brightness=0.1,
         contrast=0.1,
-        mixed_precision="bf16",
+        mixed_precision="auto",  # bf16 where native (timm_galaxy_attn.device); the run records the choice
         channels_last=True,
         clip_grad=5.0,
     ),
@@ -164,6 +172,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="class-name set of a path source (galaxy10_decals, galaxy10_sdss, gz1_sdss): picks "
         "its data config and mirror label swap",
     )
+    g.add_argument(
+        "--group-column",
+        default=None,
+        help="a column of a parquet source whose equal values stay on one side of the split (object id, IAU "
+        "name; IAU names without ra/dec columns also join the 10-arcsec sky grouping)",
+    )
     g.add_argument("--split", default="grouped", help="split rule of load_galaxy_dataset ('grouped', 'hub')")
     g.add_argument("--split-seed", type=int, default=0, help="seed of the train/validation/test split")
     g.add_argument("--val-fraction", type=float, default=0.1)
@@ -176,9 +190,38 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--crop-pct", type=float, default=None, help="centre-crop fraction (default: data config's)"
     )
+    g.add_argument(
+        "--mean", type=float, nargs=3, default=None, help="per-channel mean (default: data config's)"
+    )
+    g.add_argument(
+        "--std", type=float, nargs=3, default=None, help="per-channel std (default: data config's)"
+    )
 
     g = p.add_argument_group("model")
-    g.add_argument("--model", default="galaxy_attn_vgg_small", help="any timm model name")
+    g.add_argument(
+        "--model",
+        default="galaxy_attn_vgg_small",
+        help="any timm model name; with --pretrained also a tag with weights, local-dir:FOLDER or "
+        "hf-hub:ORG/NAME",
+    )
+    g.add_argument(
+        "--pretrained",
+        action="store_true",
+        help="fine-tune: start from the weights of --model with a fresh classifier for the dataset's "
+        "classes; the data config (input size, crop, mean/std) comes from the weights' pretrained_cfg",
+    )
+    g.add_argument(
+        "--freeze-backbone",
+        action="store_true",
+        help="with --pretrained: train only the head (classifier + attention estimators); BatchNorm "
+        "statistics of the backbone stay the pretrained ones",
+    )
+    g.add_argument(
+        "--backbone-lr-scale",
+        type=float,
+        default=1.0,
+        help="with --pretrained: learning rate of the pretrained non-head parameters = lr * this",
+    )
     g.add_argument("--drop-rate", type=float, default=None, help="dropout before the classifier")
     g.add_argument("--stem-stride", type=int, default=None, choices=(1, 2, 4), help="galaxy_attn_vgg only")
     g.add_argument("--compatibility", default=None, choices=("pc", "dp"), help="galaxy_attn_vgg only")
@@ -228,7 +271,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--max-shift", type=float, default=None, help="random shift, fraction of the image side")
     g.add_argument("--brightness", type=float, default=None, help="brightness jitter (factor in 1 +- v)")
     g.add_argument("--contrast", type=float, default=None, help="contrast jitter (factor in 1 +- v)")
-    g.add_argument("--mixed-precision", choices=("no", "bf16", "fp16"), default=None)
+    g.add_argument(
+        "--mixed-precision",
+        choices=("auto", "no", "bf16", "fp16"),
+        default=None,
+        help="auto: bf16 where the device runs it natively, else no (fp16 on GPUs without bf16)",
+    )
     g.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None)
     g.add_argument("--clip-grad", type=float, default=None, help="gradient norm clip (0: off)")
     g.add_argument("--seed", type=int, default=0, help="seed of initialisation, data order and augmentation")
@@ -278,6 +326,8 @@ def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
     for key, value in vars(args).items():
         if value is not None or key not in cfg:
             cfg[key] = value
+    if args.pretrained and args.image_size is None:
+        cfg["image_size"] = None  # fine-tuning: the input size of the weights, not the recipe's
     return cfg
 
 
@@ -349,6 +399,8 @@ def is_galaxy_model(name: str) -> bool:
 
 
 def check_model_name(name: str) -> None:
+    if name.startswith(WEIGHT_PREFIXES):  # a folder or Hub repository: checked by check_finetune
+        return
     base = name.split(".")[0]
     if timm.is_model(base):
         return
@@ -377,11 +429,12 @@ def check_dataset(cfg: dict[str, Any]) -> str | None:
 
 
 def resolve_data_config(tag: str | None, cfg: dict[str, Any]) -> dict[str, Any]:
-    """The preprocessing of the run: the galaxy_attn_vgg.<tag> pretrained config (whole image if no tag)."""
-    source_cfg = timm.models.get_pretrained_cfg(f"galaxy_attn_vgg.{tag or 'galaxy10_sdss'}").to_dict()
-    data_config = timm.data.resolve_data_config(pretrained_cfg=source_cfg)
-    if tag is None:
-        data_config["crop_pct"] = 1.0  # synthetic / own files: keep the whole image
+    """The preprocessing of the run: galaxy mean/std, the source's crop (whole image if no tag)."""
+    from timm_galaxy_attn.data import SOURCE_CROP_PCT
+
+    galaxy_cfg = timm.models.get_pretrained_cfg("galaxy_attn_vgg").to_dict()
+    data_config = timm.data.resolve_data_config(pretrained_cfg=galaxy_cfg)
+    data_config["crop_pct"] = SOURCE_CROP_PCT.get(tag, 1.0)  # synthetic / own files: keep the whole image
     if cfg["image_size"] is not None:
         data_config["input_size"] = (3, cfg["image_size"], cfg["image_size"])
     elif is_galaxy_model(cfg["model"]):  # the variant's own input size (galaxy_attn_vgg_small_s4: 128 px)
@@ -389,6 +442,195 @@ def resolve_data_config(tag: str | None, cfg: dict[str, Any]) -> dict[str, Any]:
         data_config["input_size"] = tuple(variant.input_size)
     if cfg["crop_pct"] is not None:
         data_config["crop_pct"] = cfg["crop_pct"]
+    return normalization_overrides(data_config, cfg)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Fine-tuning from trained weights (--pretrained)
+# ----------------------------------------------------------------------------------------------------------
+
+WEIGHT_PREFIXES = ("local-dir:", "hf-hub:")
+
+
+def check_finetune(cfg: dict[str, Any]) -> None:
+    """Refuse fine-tuning flags that cannot work together, before anything is loaded or written."""
+    name, scale = cfg["model"], cfg.get("backbone_lr_scale", 1.0)
+    if not cfg.get("pretrained"):
+        if name.startswith(WEIGHT_PREFIXES):
+            raise TrainingError(
+                f"--model {name!r} names trained weights: add --pretrained to fine-tune them (a fresh "
+                "classifier for the dataset's classes), or give an architecture name to train from scratch."
+            )
+        for flag, given in (
+            ("--freeze-backbone", cfg.get("freeze_backbone")),
+            ("--backbone-lr-scale", scale != 1),
+        ):
+            if given:
+                raise TrainingError(
+                    f"{flag} needs --pretrained: without pretrained weights there is no backbone to freeze "
+                    "or slow down. Add --pretrained --model TAG (e.g. galaxy_attn_vgg_tiny_s4.gz1_sdss) or "
+                    "local-dir:FOLDER."
+                )
+        return
+    if not scale > 0:
+        raise TrainingError(f"--backbone-lr-scale {scale}: must be > 0 (use --freeze-backbone for 0).")
+    if cfg.get("freeze_backbone") and scale != 1:
+        raise TrainingError(
+            "--backbone-lr-scale has no effect with --freeze-backbone (no backbone lr); drop one."
+        )
+    typed = [k for k in GALAXY_MODEL_OPTIONS if cfg.get(k) is not None]
+    if typed:
+        flags = ", ".join("--" + k.replace("_", "-") for k in typed)
+        raise TrainingError(f"{flags}: with --pretrained the architecture comes with the weights; drop them.")
+    check_weights_source(name)
+
+
+def check_weights_source(name: str) -> None:
+    """A model folder must hold config.json; a tag must exist and have weights."""
+    if name.startswith("hf-hub:"):
+        return
+    if name.startswith("local-dir:"):
+        folder = Path(name.removeprefix("local-dir:")).expanduser()
+        if not (folder / "config.json").is_file():
+            raise TrainingError(
+                f"--model {name!r}: {folder} is not a model folder (config.json + model.safetensors, e.g. a "
+                "run's RUN_DIR/model)."
+            )
+        return
+    base, _, tag = name.partition(".")
+    if tag and name not in timm.list_pretrained(base):
+        tags = [t for t in timm.list_pretrained(base) if t.split(".")[0] == base]
+        raise TrainingError(
+            f"--model {name!r}: {base} has no tag {tag!r}. Its tags: {', '.join(tags) or 'none'}; tags with "
+            f"weights here: {', '.join(shipped_tags()) or 'none'}."
+        )
+
+
+def load_pretrained(cfg: dict[str, Any]) -> nn.Module | None:
+    """The --pretrained model, still with its own classifier (None without --pretrained).
+
+    Every failure (unknown tag, no weights here, unreadable folder) becomes a TrainingError."""
+    if not cfg.get("pretrained"):
+        return None
+    check_finetune(cfg)
+    kwargs = {"drop_rate": cfg["drop_rate"]} if cfg.get("drop_rate") is not None else {}
+    try:
+        return timm.create_model(cfg["model"], pretrained=True, **kwargs)
+    except (RuntimeError, OSError, ValueError, KeyError) as err:
+        detail = str(err) or f"no weights at {weights_location(cfg['model'])}"
+        raise TrainingError(
+            f"Cannot load the pretrained weights of --model {cfg['model']!r} ({type(err).__name__}: "
+            f"{detail}). Start from a tag whose weights are here ({', '.join(shipped_tags()) or 'none'}) or "
+            "a model folder (local-dir:FOLDER), or drop --pretrained to train from scratch."
+        ) from err
+
+
+def weights_location(name: str) -> str:
+    """Where the weights of ``name`` should be: a folder, a file or a Hub repository."""
+    if name.startswith(WEIGHT_PREFIXES):
+        return name.split(":", 1)[1]
+    pc = timm.models.get_pretrained_cfg(name)
+    return (pc.file or pc.hf_hub_id or "no source in its config") if pc is not None else "nowhere"
+
+
+def shipped_tags() -> list[str]:
+    """The galaxy_attn_vgg* tags whose weights file is on this machine."""
+    tags = []
+    for name in timm.list_pretrained("galaxy_attn*"):
+        pc = timm.models.get_pretrained_cfg(name)
+        if pc is not None and pc.file and Path(pc.file).is_file():
+            tags.append(name)
+    return tags
+
+
+def finetune_data_config(model: nn.Module, cfg: dict[str, Any]) -> dict[str, Any]:
+    """The preprocessing the weights were trained with (their pretrained_cfg).
+
+    ``--image-size`` and ``--crop-pct``, when typed, override it."""
+    data_config = dict(timm.data.resolve_model_data_config(model))
+    data_config.update({k: tuple(v) for k, v in data_config.items() if isinstance(v, list)})
+    if cfg["image_size"] is not None:
+        data_config["input_size"] = (3, cfg["image_size"], cfg["image_size"])
+    if cfg["crop_pct"] is not None:
+        data_config["crop_pct"] = cfg["crop_pct"]
+    return normalization_overrides(data_config, cfg)
+
+
+def head_parameter_names(model: nn.Module) -> set[str]:
+    """Parameter names of the head: the classifier and, in galaxy_attn_vgg models, the attention estimators.
+
+    The estimators' vectors u decide where the network looks (3 x 128 parameters in the tiny variant); the
+    projector and the convolutions that make the local features are backbone."""
+    modules = [model.get_classifier()]
+    modules += [m for m in model.modules() if isinstance(m, timm_galaxy_attn.AttentionEstimator)]
+    ids = {id(p) for m in modules for p in m.parameters()}
+    return {n for n, p in model.named_parameters() if id(p) in ids}
+
+
+def finetune_model(model: nn.Module, num_classes: int, cfg: dict[str, Any]) -> nn.Module:
+    """A fresh classifier for the dataset's classes (drawn from the current seed).
+
+    With --freeze-backbone every parameter outside the head stops taking gradients."""
+    model.reset_classifier(num_classes)
+    if cfg.get("freeze_backbone"):
+        head = head_parameter_names(model)
+        for name, param in model.named_parameters():
+            param.requires_grad_(name in head)
+    return model
+
+
+def freeze_batchnorm_stats(model: nn.Module) -> None:
+    """BatchNorm layers whose parameters are all frozen go to eval mode: their running statistics stay."""
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and not any(
+            p.requires_grad for p in m.parameters()
+        ):
+            m.eval()
+
+
+def make_optimizer(model: nn.Module, cfg: dict[str, Any]) -> torch.optim.Optimizer:
+    """SGD or AdamW over the trainable parameters.
+
+    With --pretrained two groups: ``head`` at lr, ``backbone`` (the pretrained rest) at
+    lr * --backbone-lr-scale.
+    """
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if cfg.get("pretrained"):
+        head = head_parameter_names(model)
+        lrs = {"head": cfg["lr"], "backbone": cfg["lr"] * cfg.get("backbone_lr_scale", 1.0)}
+        groups = [
+            {"params": [p for n, p in trainable if (n in head) == (part == "head")], "lr": lr, "name": part}
+            for part, lr in lrs.items()
+        ]
+        groups = [g for g in groups if g["params"]]
+    else:
+        groups = [{"params": [p for _, p in trainable], "lr": cfg["lr"]}]
+    if cfg["optimizer"] == "sgd":
+        return torch.optim.SGD(
+            groups, lr=cfg["lr"], momentum=cfg["momentum"], weight_decay=cfg["weight_decay"]
+        )
+    return torch.optim.AdamW(groups, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+
+
+def finetune_summary(model: nn.Module, cfg: dict[str, Any]) -> dict[str, Any] | None:
+    """What metrics.json records of a fine-tuning run (None when training from scratch)."""
+    if not cfg.get("pretrained"):
+        return None
+    head = sorted(head_parameter_names(model))
+    return {
+        "from": cfg["model"],
+        "freeze_backbone": bool(cfg.get("freeze_backbone")),
+        "backbone_lr_scale": cfg.get("backbone_lr_scale", 1.0),
+        "head_parameters": head,
+        "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+    }
+
+
+def normalization_overrides(data_config: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any]:
+    """--mean / --std, when given, replace the data config's (a scratch run on a pretrained model's input)."""
+    for key in ("mean", "std"):
+        if cfg.get(key) is not None:
+            data_config[key] = tuple(cfg[key])
     return data_config
 
 
@@ -409,12 +651,15 @@ def create_model(cfg: dict[str, Any], tag: str | None, num_classes: int) -> nn.M
     return timm.create_model(name, pretrained=False, **kwargs)
 
 
-def load_splits(cfg: dict[str, Any], tag: str | None, accelerator: Accelerator):
+def load_splits(
+    cfg: dict[str, Any], tag: str | None, accelerator: Accelerator, data_config: dict[str, Any] | None = None
+):
     """Load the DatasetDict, settle the dataset tag and data config, decode each split once to uint8 tensors.
 
     Returns ``(tensors {split: (x uint8 (N, 3, S, S), y (N,))}, label_names, split_info, tag, class_set,
     data_config)``: ``tag`` picks the data config (a named source, ``--dataset-name``, or the class set a path
     source declares); ``class_set`` names the classes (for the mirror label swap), also for synthetic images.
+    A given ``data_config`` (fine-tuning: the weights' own) replaces the dataset's.
     """
     from timm_galaxy_attn.data import load_galaxy_dataset, prepare_tensors, split_info
 
@@ -428,8 +673,10 @@ def load_splits(cfg: dict[str, Any], tag: str | None, accelerator: Accelerator):
         kwargs["path"] = cfg["data_path"]
     if cfg["dataset_name"]:
         kwargs["dataset_name"] = cfg["dataset_name"]
+    if cfg.get("group_column"):
+        kwargs["group_column"] = cfg["group_column"]
     if cfg["dataset"] == "synthetic":  # rendered at the input size, whole frame
-        size = resolve_data_config(None, cfg)["input_size"][-1]
+        size = (data_config or resolve_data_config(None, cfg))["input_size"][-1]
         kwargs.update(n_per_class=cfg["synthetic_per_class"], image_size=size)
     with accelerator.local_main_process_first():  # one process per machine fills the dataset cache
         dsdict = load_galaxy_dataset(cfg["dataset"], **kwargs)
@@ -437,7 +684,7 @@ def load_splits(cfg: dict[str, Any], tag: str | None, accelerator: Accelerator):
     class_set = tag or info.get("dataset_name")
     if tag is None and cfg["dataset"] != "synthetic" and class_set in DATASET_CLASSES:
         tag = class_set  # e.g. a Galaxy10_DECals.h5 path
-    data_config = resolve_data_config(tag, cfg)
+    data_config = data_config or resolve_data_config(tag, cfg)
     label_names = list(dsdict["train"].features["label"].names)
     size = data_config["input_size"][-1]
     tensors = {name: prepare_tensors(dsdict[name], data_config, image_size=size) for name in dsdict}
@@ -705,17 +952,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, explicit = parse_args(argv)
     argv_list = list(sys.argv[1:] if argv is None else argv)
     cfg = resolve_config(args)
+    base = None
     if not cfg["resume"]:  # fail before anything is created
         check_model_name(cfg["model"])
         check_dataset(cfg)
+        check_finetune(cfg)
+        base = load_pretrained(cfg)
     cfg = prepare_output_dir(cfg, explicit)
     if cfg is None:
         return 0
     check_model_name(cfg["model"])
     tag = check_dataset(cfg)
+    if base is None:  # resumed runs: the weights the run started from (its checkpoint replaces them)
+        base = load_pretrained(cfg)
     out = Path(cfg["output_dir"])
     ckpt_dir = out / "checkpoints"
 
+    from timm_galaxy_attn.device import accelerate_mixed_precision
+
+    cfg["mixed_precision"] = accelerate_mixed_precision(  # auto -> no/bf16/fp16 for this device
+        cfg["mixed_precision"], cpu=cfg["cpu"] or not has_accelerator_device()
+    )
     # accelerate forms a gloo process group on CPU only when told it runs on CPU: so say so when this machine
     # has no accelerator (then `accelerate launch --multi_gpu --num_processes N` gives N CPU processes).
     accelerator = Accelerator(
@@ -734,7 +991,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             write_json(out / CONFIG_NAME, cfg)
     accelerator.print("Resolved configuration:\n" + json.dumps(cfg, indent=2, default=_json_default))
 
-    tensors, label_names, info, tag, class_set, data_config = load_splits(cfg, tag, accelerator)
+    tensors, label_names, info, tag, class_set, data_config = load_splits(
+        cfg, tag, accelerator, None if base is None else finetune_data_config(base, cfg)
+    )
     num_classes = len(label_names)
     train_x, train_y = tensors["train"]
     accelerator.print(
@@ -743,22 +1002,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
 
     set_seed(cfg["seed"])
-    model = create_model(cfg, tag, num_classes)
+    model = create_model(cfg, tag, num_classes) if base is None else finetune_model(base, num_classes, cfg)
+    finetune = finetune_summary(model, cfg)
     attention = has_attention(model)
+    heatmaps = attention and cfg["num_heatmaps"] > 0
     if cfg["channels_last"]:
         model = model.to(memory_format=torch.channels_last)
     n_params = sum(p.numel() for p in model.parameters())
     accelerator.print(
         f"Model: {cfg['model']} ({n_params / 1e6:.2f} M parameters)"
         + ("" if attention else "; no attention estimators, so no heatmaps are drawn")
+        + (f"; fine-tuning {finetune}" if finetune else "")
     )
 
-    if cfg["optimizer"] == "sgd":
-        optimizer = torch.optim.SGD(
-            model.parameters(), lr=cfg["lr"], momentum=cfg["momentum"], weight_decay=cfg["weight_decay"]
-        )
-    else:
-        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    optimizer = make_optimizer(model, cfg)
     global_batch = cfg["batch_size"] * world
     steps_per_epoch = len(step_batches(torch.arange(len(train_y)), global_batch, world))
     if steps_per_epoch == 0:
@@ -821,9 +1078,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     tb_config = {k: v for k, v in cfg.items() if isinstance(v, (int, float, str, bool))}
     accelerator.init_trackers("tensorboard", config=tb_config)
-    heat_idx = heatmap_indices(tensors["validation"][1], cfg["num_heatmaps"]) if attention else []
+    heat_idx = heatmap_indices(tensors["validation"][1], cfg["num_heatmaps"]) if heatmaps else []
     heat_x, heat_y = tensors["validation"][0][heat_idx], tensors["validation"][1][heat_idx]
-    if attention and accelerator.is_main_process:
+    if heatmaps and accelerator.is_main_process:
         (out / "attention").mkdir(exist_ok=True)
 
     base_wall = state.get("wall_time_s", 0.0)
@@ -835,6 +1092,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     stop_at = cfg["stop_after_steps"]
     for epoch in range(state["epoch"], cfg["epochs"]):
         model.train()
+        if cfg.get("freeze_backbone"):
+            freeze_batchnorm_stats(model)
         batches = step_batches(epoch_order(cfg, epoch, train_y, num_classes), global_batch, world)
         start_step = state["step_in_epoch"] if epoch == state["epoch"] else 0
         # this process's running loss * n, correct, n (kept in the state so a mid-epoch resume continues it)
@@ -936,7 +1195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             state.update(best_epoch=epoch + 1, best_macro_f1=val["macro_f1"])
             if accelerator.is_main_process:
                 save_best(unwrapped, ckpt_dir / BEST_NAME, epoch + 1)
-        if attention and accelerator.is_main_process:
+        if heatmaps and accelerator.is_main_process:
             save_heatmaps(
                 unwrapped,
                 heat_x,
@@ -973,6 +1232,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "image_size": data_config["input_size"][-1],
             "data_config": data_config,
             "model": cfg["model"],
+            "finetune": finetune,
             "num_params": n_params,
             "recipe": cfg["recipe"],
             "epochs": cfg["epochs"],
@@ -994,7 +1254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{metrics['wall_time_s'] / 60:.1f} min, {metrics['images_per_s']:.0f} train images/s.\n"
             f"  metrics:     {out / 'metrics.json'}\n"
             f"  confusion:   {out / 'confusion_matrix.png'}\n"
-            + (f"  heatmaps:    {out / 'attention'}/epoch_NNN.png\n" if attention else "")
+            + (f"  heatmaps:    {out / 'attention'}/epoch_NNN.png\n" if heatmaps else "")
             + f"  model:       {out / 'model'}  (timm.create_model('local-dir:{out / 'model'}'))\n"
             f"  tensorboard: tensorboard --logdir {out / 'tensorboard'}"
         )

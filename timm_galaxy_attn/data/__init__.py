@@ -8,12 +8,13 @@ parquet files, image folders or the synthetic set into a cached ``datasets.Datas
 
 from .hdf5 import GalaxyDataError
 from .load import load_galaxy_dataset, split_info
-from .sources import DataSourceUnavailable
+from .sources import SOURCE_CROP_PCT, DataSourceUnavailable
 from .splits import group_images, grouped_stratified_split
 from .synthetic import SyntheticGalaxies, make_synthetic_galaxies
 from .transforms import BatchAugment, create_transform, normalize_batch, prepare_tensors
 
 __all__ = [
+    "SOURCE_CROP_PCT",
     "BatchAugment",
     "create_transform",
     "normalize_batch",

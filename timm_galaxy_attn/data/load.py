@@ -29,7 +29,14 @@ from .._io import sha256_json
 from ..labels import DATASET_CLASSES
 from .hdf5 import GalaxyDataError, inspect_hdf5, iter_hdf5_rows
 from .sources import HUB_REPOS, default_cache_dir, hub_available, resolve_gz1_sdss, resolve_official_file
-from .splits import SPLIT_NAMES, SPLIT_RULE, group_images, grouped_stratified_split, pixel_hash
+from .splits import (
+    SPLIT_NAMES,
+    SPLIT_RULE,
+    group_images,
+    grouped_stratified_split,
+    iau_name_to_radec,
+    pixel_hash,
+)
 
 __all__ = ["load_galaxy_dataset", "split_info"]
 
@@ -256,12 +263,38 @@ def _read_all_rows(
     return datasets.DatasetDict(out), plan["dataset_name"]
 
 
-def _split_one(
-    ds: datasets.Dataset, seed: int, val_fraction: float, test_fraction: float, match_arcsec: float
-):
+def _sky_and_keys(ds: datasets.Dataset, group_column: str | None, origin: str):
+    """(ra, dec, keys, positions_from_names) for grouping: ra/dec columns, the group key column, and the
+    positions its IAU designations encode when the source has no ra/dec."""
     ra = np.asarray(ds["ra"], dtype=np.float64) if "ra" in ds.column_names else None
     dec = np.asarray(ds["dec"], dtype=np.float64) if "dec" in ds.column_names else None
-    groups, gstats = group_images(ds["_hash"], ra, dec, match_arcsec)
+    if group_column is None:
+        return ra, dec, None, False
+    if group_column not in ds.column_names:
+        usable = [c for c in ds.column_names if c not in ("image", "label", "_hash")]
+        raise GalaxyDataError(
+            f"{origin}: group column {group_column!r} does not exist; columns that could serve: {usable}."
+        )
+    keys = ds[group_column]
+    parsed = iau_name_to_radec(keys) if ra is None else None
+    if parsed is not None:
+        ra, dec = parsed
+    return ra, dec, keys, parsed is not None
+
+
+def _split_one(
+    ds: datasets.Dataset,
+    seed: int,
+    val_fraction: float,
+    test_fraction: float,
+    match_arcsec: float,
+    group_column: str | None = None,
+    origin: str = "dataset",
+):
+    ra, dec, keys, from_names = _sky_and_keys(ds, group_column, origin)
+    groups, gstats = group_images(ds["_hash"], ra, dec, match_arcsec, keys=keys)
+    if group_column is not None:
+        gstats.update(group_column=group_column, positions_from_iau_names=from_names)
     names = tuple(ds.features["label"].names)
     res = grouped_stratified_split(
         np.asarray(ds["label"]),
@@ -276,9 +309,10 @@ def _split_one(
 
 
 def _build(
-    plan, work: Path, key: str, seed, val_fraction, test_fraction, split, match_arcsec
+    plan, work: Path, key: str, seed, val_fraction, test_fraction, split, match_arcsec, group_column=None
 ) -> datasets.DatasetDict:
     data, dataset_name = _read_all_rows(plan, work, key)
+    rule_extra = f"; rows with the same {group_column!r} grouped too" if group_column else ""
     info: dict[str, Any] = {
         "source": plan["name"],
         "dataset_name": dataset_name,
@@ -294,7 +328,13 @@ def _build(
             )
         train, test = data["train"], data["test"]
         res = _split_one(
-            train, seed, val_fraction / (1 - test_fraction) if test_fraction < 1 else 0, 0.0, match_arcsec
+            train,
+            seed,
+            val_fraction / (1 - test_fraction) if test_fraction < 1 else 0,
+            0.0,
+            match_arcsec,
+            group_column,
+            plan["name"],
         )
         parts = {
             "train": train.select(res.indices["train"]),
@@ -304,7 +344,8 @@ def _build(
         leaked = len(set(train["_hash"]) & set(test["_hash"]))
         info.update(
             rule="hub: the source's own test split; validation carved from its train split by the "
-            + SPLIT_RULE.format(arcsec=match_arcsec),
+            + SPLIT_RULE.format(arcsec=match_arcsec)
+            + rule_extra,
             seed=seed,
             val_fraction=val_fraction,
             identical_pixels_across_hub_train_test=leaked,
@@ -315,9 +356,9 @@ def _build(
             full = datasets.concatenate_datasets(list(data.values()))
         else:
             full = next(iter(data.values()))
-        res = _split_one(full, seed, val_fraction, test_fraction, match_arcsec)
+        res = _split_one(full, seed, val_fraction, test_fraction, match_arcsec, group_column, plan["name"])
         parts = {name: full.select(res.indices[name]) for name in SPLIT_NAMES}
-        info.update(res.info, rule=SPLIT_RULE.format(arcsec=match_arcsec))
+        info.update(res.info, rule=SPLIT_RULE.format(arcsec=match_arcsec) + rule_extra)
     else:
         raise ValueError(
             f"split={split!r}: use 'grouped' (leak-free, stratified) or 'hub' (the source's own)."
@@ -352,6 +393,7 @@ def load_galaxy_dataset(
     dataset_name: str | None = None,
     cache_dir: str | os.PathLike | None = None,
     match_arcsec: float = 10.0,
+    group_column: str | None = None,
     **source_kwargs: Any,
 ) -> datasets.DatasetDict:
     """Load a galaxy dataset as a DatasetDict with ``train``, ``validation`` and ``test`` splits.
@@ -368,6 +410,9 @@ def load_galaxy_dataset(
         dataset_name: names the classes of a path source (``"galaxy10_decals"``, ``"galaxy10_sdss"``,
             ``"gz1_sdss"``) when the file does not say.
         cache_dir: where built datasets are kept (default ``$GALAXY_ATTN_CACHE`` or the HF datasets cache).
+        group_column: a column whose equal values must stay on one side of the split (an object id, an
+            IAU name); when it holds IAU designations (``J000411.19+020924.0``) and the source has no
+            ra/dec, the positions they encode join the ``match_arcsec`` sky grouping too.
 
     Features: ``image`` (Image), ``label`` (ClassLabel, official names), ``ra``/``dec`` when known, plus
     source extras (``mask`` for synthetic, ``sdss_objid`` for gz1_sdss). Split rule and counts:
@@ -393,6 +438,8 @@ def load_galaxy_dataset(
         "kw": plan["kw"],
         "split": [split, seed, val_fraction, test_fraction, match_arcsec],
     }
+    if group_column is not None:  # only then: the keys of earlier builds stay valid
+        ident["group_column"] = group_column
     key = sha256_json(ident)[:24]
     final = cache / f"{plan['kind']}-{key}"
     if (final / "dataset_dict.json").is_file():
@@ -400,7 +447,7 @@ def load_galaxy_dataset(
     cache.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".tmp-{key}-", dir=cache))
     try:
-        dsdict = _build(plan, work, key, seed, val_fraction, test_fraction, split, match_arcsec)
+        dsdict = _build(plan, work, key, seed, val_fraction, test_fraction, split, match_arcsec, group_column)
         dsdict.save_to_disk(str(work / "out"))
         try:
             os.replace(work / "out", final)

@@ -34,6 +34,7 @@ __all__ = [
     "GALAXY10_SHA256",
     "GALAXY10_URLS",
     "HUB_REPOS",
+    "SOURCE_CROP_PCT",
     "DataSourceUnavailable",
     "default_cache_dir",
     "download_galaxy10",
@@ -59,6 +60,11 @@ ENV_VARS = {
     "gz1_sdss": "GZ1_SDSS_PATH",
 }
 _PROBE_TIMEOUT_S = 1.5
+# The eval crop of each named source (timm ``crop_pct``: the central share of the image kept before resizing).
+# Galaxy10 DECaLS (256x256, 0.262"/px): the galaxy fills the central half. Galaxy10 SDSS (69x69) is already
+# the central 207 px of the SDSS cutouts: the whole image. gz1_sdss (423x423): Galaxy10 SDSS's crop, about
+# half. A user's own files keep the whole image (1.0).
+SOURCE_CROP_PCT = {"galaxy10_decals": 0.5, "galaxy10_sdss": 1.0, "gz1_sdss": 0.5}
 
 
 class DataSourceUnavailable(FileNotFoundError):

@@ -13,7 +13,7 @@ from transformers.conversion_mapping import (
 from transformers.core_model_loading import PrefixChange
 
 from .configuration_galaxy_attn import GalaxyAttnConfig
-from .folder import FOLDER_FILES, config_from_timm_model, save_pretrained_folder
+from .folder import FOLDER_FILES, config_from_timm_model, recast_folder_weights, save_pretrained_folder
 from .image_processing_galaxy_attn import GalaxyAttnImageProcessor
 from .modeling_galaxy_attn import GalaxyAttnForImageClassification, GalaxyAttnPreTrainedModel
 
@@ -24,6 +24,7 @@ __all__ = [
     "GalaxyAttnImageProcessor",
     "GalaxyAttnPreTrainedModel",
     "config_from_timm_model",
+    "recast_folder_weights",
     "save_pretrained_folder",
 ]
 

@@ -16,6 +16,7 @@ from transformers import PreTrainedConfig
 
 from ..attention import COMPATIBILITIES, NORMALIZATIONS, check_choice
 from ..model import ATTN_POSITIONS, STEM_STRIDES
+from ..tta import TTA_MODES
 
 __all__ = ["GalaxyAttnConfig", "ARCHITECTURES", "MODEL_ARG_KEYS"]
 
@@ -47,6 +48,10 @@ class GalaxyAttnConfig(PreTrainedConfig):
         widths: Channels of the six blocks; None keeps the architecture's own.
         pretrained_cfg: timm's pretrained config of the weights (input size, crop, interpolation, mean, std,
             label names...), from which the image processor is derived.
+        tta: Test-time augmentation of the model's eval-mode forward: ``"none"``, or ``"d4"`` (the mean class
+            probabilities of the 8 rotations/mirror images, ``timm_galaxy_attn.tta``; the logits are their
+            log, so ``softmax(logits)`` and the pipeline's scores are the TTA probabilities). The shipped
+            weights set the mode chosen on validation.
         id2label / label2id: The class names (also written as timm's ``label_names``).
 
     Example::
@@ -67,6 +72,7 @@ class GalaxyAttnConfig(PreTrainedConfig):
     attention: bool = True
     widths: list[int] | None = None
     pretrained_cfg: dict[str, Any] | None = None
+    tta: str = "none"
 
     def __post_init__(self, **kwargs: Any) -> None:
         super().__post_init__(**kwargs)
@@ -78,6 +84,7 @@ class GalaxyAttnConfig(PreTrainedConfig):
         check_choice("compatibility", self.compatibility, COMPATIBILITIES)
         check_choice("normalize", self.normalize, NORMALIZATIONS)
         check_choice("attn_position", self.attn_position, ATTN_POSITIONS)
+        check_choice("tta", self.tta, TTA_MODES)
         if self.stem_stride not in STEM_STRIDES:
             raise ValueError(
                 f"stem_stride={self.stem_stride!r} is not supported; choose one of {STEM_STRIDES}."

@@ -20,7 +20,9 @@ from transformers import initialization as init
 from transformers.modeling_outputs import ImageClassifierOutput
 
 from ..attention import capture_attention
+from ..labels import MIRROR_LABEL_SWAPS, dataset_of_label_names
 from ..model import GalaxyAttnVGG
+from ..tta import d4_probs, mirror_permutation
 from .configuration_galaxy_attn import GalaxyAttnConfig
 
 __all__ = ["GalaxyAttnPreTrainedModel", "GalaxyAttnForImageClassification"]
@@ -111,6 +113,13 @@ class GalaxyAttnForImageClassification(GalaxyAttnPreTrainedModel):
         self.num_labels = config.num_labels
         self.post_init()
 
+    def _d4_logits(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """The log of the mean class probabilities of the 8 D4 views (the mirror label swap undone)."""
+        swaps = MIRROR_LABEL_SWAPS.get(dataset_of_label_names(self.config.label_names) or "", {})
+        perm = mirror_permutation(self.num_labels, swaps, pixel_values.device)
+        probs = d4_probs(lambda v: self.timm_model(v).float().softmax(-1), pixel_values, perm).mean(0)
+        return probs.clamp_min(torch.finfo(probs.dtype).tiny).log()
+
     def forward(
         self,
         pixel_values: torch.Tensor,
@@ -146,6 +155,8 @@ class GalaxyAttnForImageClassification(GalaxyAttnPreTrainedModel):
                 hidden_states = None
         if output_attentions:
             attentions = tuple(maps)
+        if self.config.tta == "d4" and not self.training:  # maps and hidden states: the identity view's
+            logits = self._d4_logits(pixel_values)
 
         loss = None
         if labels is not None:
