@@ -30,3 +30,16 @@ def test_quickstart_runs(tmp_path, monkeypatch):
     assert abs(float(torch_probs.sum()) - 1) < 1e-5
     picture = work / "attention.png"
     assert picture.is_file() and picture.stat().st_size > 1000
+
+
+def test_transformers_quickstart_runs(tmp_path, monkeypatch, capsys):
+    work = tmp_path / "project"
+    work.mkdir()
+    (tmp_path / "shared").symlink_to(SHARED_DATA.parent)
+    script = work / "transformers_quickstart.py"
+    script.write_text(_block("TRANSFORMERS"))
+    monkeypatch.chdir(work)
+    namespace = runpy.run_path(str(script), run_name="__main__")
+    labels = namespace["classify"].model.config.label2id
+    printed = capsys.readouterr().out
+    assert "'label'" in printed and any(f"'{name}'" in printed for name in labels)
