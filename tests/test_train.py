@@ -247,10 +247,10 @@ def test_a_variant_brings_its_input_size_and_takes_the_tags_it_has() -> None:
     assert train.resolve_data_config(
         "gz1_sdss", cfg_for("--model", "galaxy_attn_vgg_small_s4", "--image-size", "256")
     )["input_size"] == (3, 256, 256)
-    model = train.create_model(s4, "gz1_sdss", 6)
-    assert model.stem_stride == 4 and model.pretrained_cfg["tag"] == "gz1_sdss"
-    model = train.create_model(s4, "galaxy10_sdss", 10)  # no such tag of the variant: the bare variant
-    assert model.stem_stride == 4 and model.num_classes == 10
+    tiny = train.create_model(cfg_for("--model", "galaxy_attn_vgg_tiny_s4"), "gz1_sdss", 6)
+    assert tiny.stem_stride == 4 and tiny.pretrained_cfg["tag"] == "gz1_sdss"  # its tag: the class names
+    model = train.create_model(s4, "gz1_sdss", 6)  # no tag of the variant (no weights): the bare variant
+    assert model.stem_stride == 4 and model.num_classes == 6 and not model.pretrained_cfg.get("tag")
 
 
 def test_class_weights_and_balanced_order() -> None:

@@ -81,6 +81,12 @@ def _source_image(row: dict[str, Any], meta: dict[str, Any]) -> np.ndarray:
     return decode_image(source)
 
 
+def _write_png(figure, path: Path) -> Path:
+    from .predict import PNG_LEVEL
+
+    return atomic_write(path, lambda tmp: figure.save(tmp, format="PNG", compress_level=PNG_LEVEL))
+
+
 def _title(cols: dict[str, list], i: int) -> str:
     probs = [cols[c][i] for c in cols if c.startswith("prob_")]
     return f"{cols['pred_label'][i]} ({max(probs):.2f})"
@@ -128,5 +134,5 @@ def render(
             raise MapsError(f"row {r}: cannot decode its input {row['source']}: {exc}") from None
         figure = attention_figure(display, row_maps, title=_title(cols, r))
         path = Path(out_dir) / _heatmap_name(row)
-        written.append(atomic_write(path, lambda tmp, fig=figure: fig.save(tmp, format="PNG")))
+        written.append(_write_png(figure, path))
     return written

@@ -73,18 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         "timm.list_pretrained('galaxy_attn*') lists the others), a model folder, or hf-hub:ORG/NAME",
     )
     p.add_argument("--out", required=True, help="catalogue file, .parquet or .csv (CSV gets a .json sidecar)")
-    p.add_argument("--heatmaps", metavar="DIR", help="write one attention heatmap PNG per galaxy into DIR")
-    p.add_argument(
-        "--maps",
-        action="store_true",
-        help="store the 3 attention maps per galaxy (uint8) in OUT.maps.h5 (PNGs: galaxy-attn render)",
-    )
-    p.add_argument(
-        "--jpeg-draft",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="decode JPEGs at 1/2, 1/4, 1/8 scale where the crop keeps its pixels (default on)",
-    )
+    _add_map_options(p)
     p.add_argument("--tta", choices=("none", "d4"), default="none", help="d4: mean over 8 rotations/flips")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--image-size", type=int, help="model input size (default: the model's pretrained_cfg)")
@@ -125,6 +114,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_render_parser(sub)
     _add_export_parser(sub)
     return parser
+
+
+def _add_map_options(p: argparse.ArgumentParser) -> None:
+    """predict's attention-map outputs (PNGs, stored arrays) and JPEG decoding."""
+    p.add_argument("--heatmaps", metavar="DIR", help="write one attention heatmap PNG per galaxy into DIR")
+    p.add_argument(
+        "--maps",
+        action="store_true",
+        help="store the 3 attention maps per galaxy (uint8) in OUT.maps.h5 (PNGs: galaxy-attn render)",
+    )
+    p.add_argument(
+        "--jpeg-draft",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="decode JPEGs at 1/2, 1/4, 1/8 scale where the crop keeps its pixels: faster on large JPEGs, "
+        "pixels no longer timm's exactly (default off)",
+    )
 
 
 def _add_render_parser(sub) -> None:
