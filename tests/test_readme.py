@@ -17,14 +17,19 @@ def _block(name: str) -> str:
     return code.group(1)
 
 
-def test_quickstart_runs(tmp_path, monkeypatch):
+def _run_block(name: str, tmp_path, monkeypatch) -> tuple[dict, object]:
+    """Run the README's ``name`` block as a script in a project folder with ../shared beside it."""
     work = tmp_path / "project"
     work.mkdir()
     (tmp_path / "shared").symlink_to(SHARED_DATA.parent)
-    script = work / "quickstart.py"
-    script.write_text(_block("QUICKSTART"))
+    script = work / f"{name.lower()}.py"
+    script.write_text(_block(name))
     monkeypatch.chdir(work)
-    namespace = runpy.run_path(str(script), run_name="__main__")
+    return runpy.run_path(str(script), run_name="__main__"), work
+
+
+def test_quickstart_runs(tmp_path, monkeypatch):
+    namespace, work = _run_block("QUICKSTART", tmp_path, monkeypatch)
     assert [tuple(m.shape) for m in namespace["maps"]] == [(1, 32, 32), (1, 16, 16), (1, 8, 8)]
     torch_probs = namespace["probs"]
     assert abs(float(torch_probs.sum()) - 1) < 1e-5
@@ -33,13 +38,7 @@ def test_quickstart_runs(tmp_path, monkeypatch):
 
 
 def test_transformers_quickstart_runs(tmp_path, monkeypatch, capsys):
-    work = tmp_path / "project"
-    work.mkdir()
-    (tmp_path / "shared").symlink_to(SHARED_DATA.parent)
-    script = work / "transformers_quickstart.py"
-    script.write_text(_block("TRANSFORMERS"))
-    monkeypatch.chdir(work)
-    namespace = runpy.run_path(str(script), run_name="__main__")
+    namespace, _ = _run_block("TRANSFORMERS", tmp_path, monkeypatch)
     labels = namespace["classify"].model.config.label2id
     printed = capsys.readouterr().out
     assert "'label'" in printed and any(f"'{name}'" in printed for name in labels)
