@@ -114,6 +114,18 @@ _ROWS: tuple[Row, ...] = (
     Row("ours_small_128s4", "ours", "galaxy_attn_vgg_small", "default", 128, 4, (), "strided stem"),
     # A quarter of the compute of ours_small_128s4: about three times the epochs in the budget.
     Row("ours_tiny_128s4", "ours", "galaxy_attn_vgg_tiny_s4", "default", 128, 4, (), "quarter widths"),
+    # The rare classes (Don't know, Merger: 1-2% of the images) drawn about as often as the others.
+    Row(
+        "ours_tiny_128s4_sampler",
+        "ours",
+        "galaxy_attn_vgg_tiny_s4",
+        "default",
+        128,
+        4,
+        ("--balance", "sampler"),
+        "ours_tiny_128s4 with a class-balanced sampler, on its schedule",
+        parent="ours_tiny_128s4",
+    ),
     Row(
         "ours_small_32s1_dp",
         "ours",

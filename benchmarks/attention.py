@@ -1,6 +1,6 @@
 """What the three attention estimators look at, measured (synthetic masks, real galaxies, across epochs).
 
-    python benchmarks/attention.py --model hub/galaxy_attn_vgg_tiny_s4.gz1_sdss \\
+    python benchmarks/attention.py --model galaxy_attn_vgg_tiny_s4.gz1_sdss \\
         --epochs-run runs/benchmarks/accuracy/ours_tiny_128s4/seed0 --parts synthetic real epochs overfit \\
         --overfit-model galaxy_attn_vgg_tiny_s4 --overfit-run runs/benchmarks/attention/overfit_tiny128s4
 

@@ -200,8 +200,10 @@ def test_rows_are_consistent(acc):
             assert ablation.parent == row.name and ablation.role == "ablation"
             assert ablation.train_args() == [*row.train_args(), "--no-attention"]
             assert ablation.model_kwargs() == {**row.model_kwargs(), "attention": False}
-        if row.parent is not None:  # copies a schedule: the parent must be a row that runs on its own
-            assert acc.ROWS[row.parent].parent is None and row.role in ("ablation", "diagnostic")
+        if row.parent is not None:  # copies a schedule (epochs) of a row that runs before it, one change
+            parent = acc.ROWS[row.parent]
+            assert row.role in ("ablation", "diagnostic", "ours") and parent.role in ("ours", "peer")
+            assert row.image_size == parent.image_size or row.role == "diagnostic"
 
 
 def test_every_galaxy_row_runs_at_its_input_size(acc):
