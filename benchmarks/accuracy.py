@@ -733,21 +733,20 @@ def d4_probs(
     perm = mirror_permutation(model.num_classes, mirror_swaps)
     fmt = torch.channels_last if channels_last else torch.contiguous_format  # as in training: same numbers
     model = model.eval().to(memory_format=fmt)
-    plain: list[torch.Tensor] = []
+    view_logits: list[torch.Tensor] = []  # the current batch's, in d4_views order (identity first)
 
     def probs_of(view: torch.Tensor) -> torch.Tensor:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            logits = model(view.contiguous(memory_format=fmt)).float()
-        if len(plain) == len(mean):  # the identity view comes first
-            plain.append(logits)
-        return logits.double().softmax(1)
+            view_logits.append(model(view.contiguous(memory_format=fmt)).float())
+        return view_logits[-1].double().softmax(1)
 
-    mean: list[torch.Tensor] = []
+    plain, mean = [], []
     with torch.inference_mode():
         for i in range(0, len(x_uint8), batch):
-            mean.append(
-                d4_stack(probs_of, normalize_batch(x_uint8[i : i + batch], data_config), perm).mean(0)
-            )
+            view_logits.clear()
+            x = normalize_batch(x_uint8[i : i + batch], data_config)
+            mean.append(d4_stack(probs_of, x, perm).mean(0))
+            plain.append(view_logits[0])
     return torch.cat(plain).numpy(), torch.cat(mean).numpy()
 
 

@@ -334,7 +334,7 @@ def _check_has_weights(variant: str, kwargs: dict[str, Any]) -> None:
     """pretrained=True on a config without weights is an error (timm itself only warns and initialises
     at random)."""
     cfg = resolve_pretrained_cfg(variant, kwargs.get("pretrained_cfg"), kwargs.get("pretrained_cfg_overlay"))
-    if not cfg.has_weights and cfg.source not in ("hf-hub", "local-dir"):
+    if not cfg.has_weights:  # hf-hub: and local-dir: configs carry hf_hub_id / file
         name = f"{variant}.{cfg.tag}" if cfg.tag else variant
         raise RuntimeError(
             f"No pretrained weights exist for {name!r}. The tags with weights: {', '.join(SHIPPED_TAGS)} "

@@ -69,6 +69,7 @@ from tqdm.auto import tqdm
 
 import timm_galaxy_attn
 from timm_galaxy_attn.labels import DATASET_CLASSES, MIRROR_LABEL_SWAPS
+from timm_galaxy_attn.pretrained import SHIPPED_TAGS
 
 # ----------------------------------------------------------------------------------------------------------
 # Recipes: values used for every argument left unset on the command line.
@@ -502,7 +503,7 @@ def check_weights_source(name: str) -> None:
         tags = [t for t in timm.list_pretrained(base) if t.split(".")[0] == base]
         raise TrainingError(
             f"--model {name!r}: {base} has no tag {tag!r}. Its tags: {', '.join(tags) or 'none'}; tags with "
-            f"weights here: {', '.join(shipped_tags()) or 'none'}."
+            f"weights: {', '.join(SHIPPED_TAGS)}."
         )
 
 
@@ -520,7 +521,7 @@ def load_pretrained(cfg: dict[str, Any]) -> nn.Module | None:
         detail = str(err) or f"no weights at {weights_location(cfg['model'])}"
         raise TrainingError(
             f"Cannot load the pretrained weights of --model {cfg['model']!r} ({type(err).__name__}: "
-            f"{detail}). Start from a tag whose weights are here ({', '.join(shipped_tags()) or 'none'}) or "
+            f"{detail}). Start from a tag with weights ({', '.join(SHIPPED_TAGS)}) or "
             "a model folder (local-dir:FOLDER), or drop --pretrained to train from scratch."
         ) from err
 
@@ -531,16 +532,6 @@ def weights_location(name: str) -> str:
         return name.split(":", 1)[1]
     pc = timm.models.get_pretrained_cfg(name)
     return (pc.file or pc.hf_hub_id or "no source in its config") if pc is not None else "nowhere"
-
-
-def shipped_tags() -> list[str]:
-    """The galaxy_attn_vgg* tags whose weights file is on this machine."""
-    tags = []
-    for name in timm.list_pretrained("galaxy_attn*"):
-        pc = timm.models.get_pretrained_cfg(name)
-        if pc is not None and pc.file and Path(pc.file).is_file():
-            tags.append(name)
-    return tags
 
 
 def finetune_data_config(model: nn.Module, cfg: dict[str, Any]) -> dict[str, Any]:

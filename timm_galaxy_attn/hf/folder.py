@@ -110,22 +110,17 @@ def config_from_timm_model(
     )
 
 
-def _storage_state_dict(state: Mapping[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
-    if not dtype.is_floating_point:
-        raise ValueError(f"weights_dtype must be a floating dtype (float32, float16, bfloat16), not {dtype}.")
-    return {
-        k: (v.detach().to("cpu", dtype) if v.is_floating_point() else v.detach().to("cpu")).contiguous()
-        for k, v in state.items()
-    }
-
-
 def recast_folder_weights(folder: str | os.PathLike, weights_dtype: torch.dtype) -> Path:
     """Rewrite a model folder's ``model.safetensors`` in ``weights_dtype`` (atomic) and record the float32
     compute dtype in its ``config.json``; the other files are kept."""
     folder = Path(folder)
     weights = folder / "model.safetensors"
+    if not weights_dtype.is_floating_point:
+        raise ValueError(
+            f"weights_dtype must be a floating dtype (float32, float16, bfloat16), not {weights_dtype}."
+        )
     state = safetensors.torch.load_file(str(weights))
-    stored = _storage_state_dict(state, weights_dtype)
+    stored = {k: v.to(weights_dtype) if v.is_floating_point() else v for k, v in state.items()}
     atomic_write(weights, lambda tmp: safetensors.torch.save_file(stored, tmp, metadata={"format": "pt"}))
     config = json.loads((folder / "config.json").read_text())
     config["dtype"] = "float32"
@@ -144,7 +139,6 @@ def save_pretrained_folder(
     data_config: Mapping[str, Any] | None = None,
     pretrained_cfg: Mapping[str, Any] | None = None,
     overwrite: bool = False,
-    weights_dtype: torch.dtype = torch.float32,
 ) -> Path:
     """Write ``model`` (GalaxyAttnVGG or GalaxyAttnForImageClassification) as one timm + transformers folder.
 
@@ -157,9 +151,6 @@ def save_pretrained_folder(
         data_config: The eval preprocessing of the weights (timm data-config keys); default: the model's.
         pretrained_cfg: Extra pretrained_cfg entries to record (e.g. ``{"hf_hub_id": "org/name"}``).
         overwrite: Replace an existing folder; without it an existing non-empty folder is an error.
-        weights_dtype: Storage dtype of the floating tensors (``torch.float16`` halves the file). Every
-            loader computes in float32: timm copies into float32 parameters, and config.json records
-            ``dtype: float32`` for transformers.
 
     Returns:
         The folder path.
@@ -184,13 +175,13 @@ def save_pretrained_folder(
         timm_model, label_names, data_config=data_config, pretrained_cfg=pretrained_cfg
     )
     processor = GalaxyAttnImageProcessor.from_pretrained_cfg(config.pretrained_cfg)
-    state_dict = _storage_state_dict(timm_model.state_dict(), weights_dtype)
+    state_dict = {k: v.detach().to("cpu").contiguous() for k, v in timm_model.state_dict().items()}
 
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
     try:
         safetensors.torch.save_file(state_dict, tmp / "model.safetensors", metadata={"format": "pt"})
-        config.dtype = torch.float32  # the compute dtype, whatever the storage dtype
+        config.dtype = torch.float32  # the compute dtype (recast_folder_weights may store fp16)
         config.to_json_file(tmp / "config.json", use_diff=True)
         processor.to_json_file(tmp / "preprocessor_config.json")
         replace_dir(tmp, folder)

@@ -144,18 +144,18 @@ class GalaxyAttnForImageClassification(GalaxyAttnPreTrainedModel):
             )
         pixel_values = pixel_values.to(self.device, self.dtype)
         model = self.timm_model
-        attentions = None
+        attentions = hidden_states = logits = None
+        tta = self.config.tta == "d4" and not self.training
         with capture_attention(model) if output_attentions else nullcontext() as maps:
             if output_hidden_states:
                 features, intermediates = model.forward_intermediates(pixel_values)
                 logits = model.forward_head(features)
                 hidden_states = tuple(intermediates)
-            else:
+            elif output_attentions or not tta:
                 logits = model(pixel_values)
-                hidden_states = None
         if output_attentions:
             attentions = tuple(maps)
-        if self.config.tta == "d4" and not self.training:  # maps and hidden states: the identity view's
+        if tta:  # the 8 views' probabilities; maps and hidden states stay the identity view's
             logits = self._d4_logits(pixel_values)
 
         loss = None
