@@ -3,9 +3,9 @@
 ``load_metric("accuracy" | "macro_f1" | "balanced_accuracy" | "per_class" | "ece")`` returns an
 ``evaluate.EvaluationModule`` loaded from the script of that name in this folder (``evaluate.load`` on a
 local path never touches the Hub). :func:`compute_classification_metrics` is the one entry point that
-training, benchmarks and the model card use. Every formula lives once, in ``_core.py``; the modules and
-:func:`bootstrap_intervals` both call it. Absent classes follow scikit-learn's ``zero_division=0``: see
-``_core.py``.
+training, benchmarks and the model card use. The class-id modules score with ``sklearn.metrics``
+(``zero_division=0``); the bootstrap (``_bootstrap.py``) runs the same formulas on stacks of confusion
+matrices; the ECE and the input checks live in ``_core.py``.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from . import _core
+from ._bootstrap import bootstrap_intervals, paired_bootstrap_difference
 
 __all__ = [
     "METRIC_NAMES",
@@ -124,86 +125,6 @@ def compute_classification_metrics(
     out["confusion_matrix"] = pc["confusion_matrix"]
     out["n"] = int(refs.shape[0])
     return out
-
-
-def bootstrap_intervals(
-    references,
-    predictions,
-    n_boot: int = 1000,
-    seed: int = 0,
-    alpha: float = 0.05,
-    num_classes: int | None = None,
-) -> dict[str, tuple[float, float]]:
-    """Percentile bootstrap intervals (1 - alpha) for accuracy, macro_f1 and balanced_accuracy.
-
-    Resampling N examples with replacement only changes how many fall in each confusion-matrix cell, and
-    those counts are multinomial(N, cell frequencies); so the B replicate confusion matrices are drawn
-    directly and the metric formulas of ``_core`` run on the whole (B, K, K) stack at once (milliseconds
-    for B = 1000 whatever N is). Same result in distribution as index resampling.
-    """
-    _check_bootstrap_args(n_boot, alpha)
-    refs, preds, k = _core.check_labels(references, predictions, num_classes)
-    cells = _multinomial_replicates(_core.confusion_matrix(refs, preds, k), n_boot, seed)
-    out = {}
-    for name, from_cm in _FROM_CONFUSION:
-        lo, hi = np.quantile(from_cm(cells), [alpha / 2, 1 - alpha / 2])
-        out[name] = (float(lo), float(hi))
-    return out
-
-
-def paired_bootstrap_difference(
-    references,
-    predictions_a,
-    predictions_b,
-    n_boot: int = 1000,
-    seed: int = 0,
-    alpha: float = 0.05,
-    num_classes: int | None = None,
-) -> dict[str, tuple[float, float, float]]:
-    """Difference a - b of accuracy, macro_f1 and balanced_accuracy of two classifiers scored on the same
-    examples, with its paired percentile bootstrap interval (1 - alpha): ``{name: (diff, lo, hi)}``.
-
-    Each replicate resamples the examples once and scores both classifiers on that resample, so what the two
-    get right or wrong together cancels; an interval that excludes 0 separates them. As in
-    :func:`bootstrap_intervals`, the (true, a, b) triple counts are drawn directly as a multinomial.
-    """
-    _check_bootstrap_args(n_boot, alpha)
-    refs, preds_a, k_a = _core.check_labels(references, predictions_a, num_classes)
-    refs, preds_b, k_b = _core.check_labels(refs, predictions_b, num_classes)
-    k = max(k_a, k_b)
-    triples = np.bincount((refs * k + preds_a) * k + preds_b, minlength=k**3).reshape(k, k, k)
-    cells = _multinomial_replicates(triples, n_boot, seed)
-    # (true, a) and (true, b) confusion matrices: the full sample's, then every replicate's
-    full_a, full_b = triples.sum(axis=2)[None], triples.sum(axis=1)[None]
-    cm_a, cm_b = cells.sum(axis=3), cells.sum(axis=2)
-    out = {}
-    for name, from_cm in _FROM_CONFUSION:
-        lo, hi = np.quantile(from_cm(cm_a) - from_cm(cm_b), [alpha / 2, 1 - alpha / 2])
-        out[name] = (float(from_cm(full_a)[0] - from_cm(full_b)[0]), float(lo), float(hi))
-    return out
-
-
-# The bootstrapped metrics and their formulas on a (stack of) confusion matrices.
-_FROM_CONFUSION = (
-    ("accuracy", _core.accuracy_from_cm),
-    ("macro_f1", _core.macro_f1_from_cm),
-    ("balanced_accuracy", _core.balanced_accuracy_from_cm),
-)
-
-
-def _check_bootstrap_args(n_boot: int, alpha: float) -> None:
-    if int(n_boot) != n_boot or n_boot < 2:
-        raise ValueError(f"n_boot must be an integer >= 2, got {n_boot!r}")
-    if not 0.0 < alpha < 1.0:
-        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
-
-
-def _multinomial_replicates(counts: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
-    """``n_boot`` bootstrap replicates of a count table (B, *counts.shape): resampling the N examples with
-    replacement draws the table's counts as multinomial(N, counts / N)."""
-    n = int(counts.sum())
-    rng = np.random.default_rng(seed)
-    return rng.multinomial(n, counts.ravel() / n, size=int(n_boot)).reshape(int(n_boot), *counts.shape)
 
 
 def _as_logits(logits) -> np.ndarray:

@@ -1,18 +1,9 @@
-"""Classification and calibration formulas: the single place where each metric is defined.
+"""Input checks and the calibration error, shared by the local ``evaluate`` module scripts next to this file.
 
-Pure numpy, no package imports, so that the local ``evaluate`` module scripts next to this file can import
-it relatively (``evaluate`` copies it beside them into its module cache) and the bootstrap can reuse the
-same formulas on a whole stack of confusion matrices at once.
-
-Conventions (identical to scikit-learn with ``zero_division=0``):
-
-- precision of a class never predicted is 0; recall of a class absent from the references (support 0) is 0;
-  F1 = 2 TP / (2 TP + FP + FN), and 0 when that denominator is 0.
-- macro-F1 averages F1 over the classes that occur in the references *or* the predictions (scikit-learn's
-  ``f1_score(average="macro")`` with ``labels=None``); a class absent from both does not count.
-- balanced accuracy averages recall over the classes that occur in the references (scikit-learn's
-  ``balanced_accuracy_score``); predictions of a class absent from the references only lower the recall of
-  the true classes.
+Pure numpy, no package imports, so that those scripts can import it relatively (``evaluate`` copies it beside
+them into its module cache). The classification scores themselves come from ``sklearn.metrics`` (with
+``zero_division=0``) in the scripts; ``_bootstrap.py`` has the same formulas vectorised over confusion
+matrices.
 """
 
 from __future__ import annotations
@@ -68,55 +59,6 @@ def check_labels(
             "check the label mapping and the number of classes (label_names / num_classes)"
         )
     return refs, preds, int(num_classes)
-
-
-def confusion_matrix(references: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
-    """Counts (K, K) with rows = true class, columns = predicted class."""
-    codes = references * num_classes + predictions
-    return np.bincount(codes, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
-
-
-def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    num = np.asarray(num, dtype=np.float64)
-    den = np.asarray(den, dtype=np.float64)
-    out = np.zeros(np.broadcast(num, den).shape, dtype=np.float64)
-    np.divide(num, den, out=out, where=den > 0)
-    return out
-
-
-def per_class_from_cm(cm: np.ndarray) -> dict[str, np.ndarray]:
-    """Precision, recall, F1 and support per class of one (K, K) or a stack (..., K, K) of matrices."""
-    cm = np.asarray(cm)
-    tp = np.diagonal(cm, axis1=-2, axis2=-1)
-    support = cm.sum(axis=-1)  # row sums: true class counts
-    predicted = cm.sum(axis=-2)  # column sums: predicted class counts
-    return {
-        "precision": _safe_div(tp, predicted),
-        "recall": _safe_div(tp, support),
-        "f1": _safe_div(2 * tp, support + predicted),
-        "support": support,
-    }
-
-
-def accuracy_from_cm(cm: np.ndarray) -> np.ndarray:
-    """Fraction correct: trace over total, for one or a stack of confusion matrices."""
-    cm = np.asarray(cm)
-    return _safe_div(np.trace(cm, axis1=-2, axis2=-1), cm.sum(axis=(-2, -1)))
-
-
-def macro_f1_from_cm(cm: np.ndarray) -> np.ndarray:
-    """Mean F1 over classes present in references or predictions (see module docstring)."""
-    cm = np.asarray(cm)
-    stats = per_class_from_cm(cm)
-    present = (stats["support"] + cm.sum(axis=-2)) > 0
-    return _safe_div((stats["f1"] * present).sum(axis=-1), present.sum(axis=-1))
-
-
-def balanced_accuracy_from_cm(cm: np.ndarray) -> np.ndarray:
-    """Mean recall over classes present in the references (see module docstring)."""
-    stats = per_class_from_cm(cm)
-    present = stats["support"] > 0
-    return _safe_div((stats["recall"] * present).sum(axis=-1), present.sum(axis=-1))
 
 
 def check_probabilities(

@@ -1,8 +1,9 @@
 """Accuracy as a local ``evaluate`` module (loads offline: ``evaluate.load(path_to_this_file)``)."""
 
 import evaluate
+from sklearn.metrics import accuracy_score
 
-from ._core import accuracy_from_cm, check_labels, confusion_matrix
+from ._core import check_labels
 from ._info import class_id_metric_info
 
 _DESCRIPTION = "Fraction of examples whose predicted class equals the reference class."
@@ -21,5 +22,5 @@ class Accuracy(evaluate.Metric):
         return class_id_metric_info(_DESCRIPTION, _KWARGS_DESCRIPTION)
 
     def _compute(self, predictions, references, num_classes=None):
-        refs, preds, k = check_labels(references, predictions, num_classes)
-        return {"accuracy": float(accuracy_from_cm(confusion_matrix(refs, preds, k)))}
+        refs, preds, _ = check_labels(references, predictions, num_classes)
+        return {"accuracy": float(accuracy_score(refs, preds))}

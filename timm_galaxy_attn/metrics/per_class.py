@@ -5,8 +5,10 @@ and F1 is 0 whenever it has no true positive (scikit-learn ``zero_division=0``).
 """
 
 import evaluate
+import numpy as np
+from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
-from ._core import check_labels, confusion_matrix, per_class_from_cm
+from ._core import check_labels
 from ._info import class_id_metric_info
 
 _DESCRIPTION = "Per-class precision/recall/F1/support and the confusion matrix (rows = true class)."
@@ -27,12 +29,14 @@ class PerClass(evaluate.Metric):
 
     def _compute(self, predictions, references, num_classes=None):
         refs, preds, k = check_labels(references, predictions, num_classes)
-        cm = confusion_matrix(refs, preds, k)
-        stats = per_class_from_cm(cm)
+        labels = np.arange(k)
+        precision, recall, f1, support = precision_recall_fscore_support(
+            refs, preds, labels=labels, zero_division=0
+        )
         return {
-            "precision": [float(v) for v in stats["precision"]],
-            "recall": [float(v) for v in stats["recall"]],
-            "f1": [float(v) for v in stats["f1"]],
-            "support": [int(v) for v in stats["support"]],
-            "confusion_matrix": cm.tolist(),
+            "precision": [float(v) for v in precision],
+            "recall": [float(v) for v in recall],
+            "f1": [float(v) for v in f1],
+            "support": [int(v) for v in support],
+            "confusion_matrix": confusion_matrix(refs, preds, labels=labels).tolist(),
         }
