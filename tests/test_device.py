@@ -106,3 +106,16 @@ def test_predict_records_the_choice(decals_examples, tmp_path, no_native_bf16):
     meta = json.loads(table.schema.metadata[b"galaxy_attn"])
     assert (meta["precision"], meta["channels_last"]) == ("fp32", True)
     assert table.column("error").to_pylist() == [None]
+
+
+@pytest.mark.parametrize("variable", ["ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"])
+def test_onednn_held_below_bf16_gives_fp32(monkeypatch, variable):
+    monkeypatch.setenv(variable, "avx2")
+    monkeypatch.setattr(
+        device, "_cpu_info", lambda: {"architecture": "x86_64", "cpu_name": "New CPU", "avx512_bf16": True}
+    )
+    choice = choose_precision("cpu")
+    assert choice.precision == "fp32"
+    assert "ONEDNN_MAX_CPU_ISA=AVX2 holds oneDNN on New CPU below AVX512_CORE_BF16" in choice.reason
+    monkeypatch.setenv(variable, "AVX512_CORE_BF16")  # not below: the instruction sets decide again
+    assert choose_precision("cpu").precision == "bf16"

@@ -6,7 +6,10 @@ autocast, channels_last on or off) with a one-line reason. The evidence:
 * CUDA: ``torch.cuda.is_bf16_supported(including_emulation=False)``; a GPU without it gets fp16 (training
   adds a gradient scaler: accelerate does).
 * x86 CPUs: the instruction sets torch's cpuinfo reports (AVX512_BF16 or AMX-BF16). oneDNN also runs bf16
-  on plain AVX-512 or AVX2 by converting to fp32, many times slower than fp32 itself, so that is no.
+  on plain AVX-512 or AVX2 by converting to fp32, many times slower than fp32 itself, so that is no. So is a
+  CPU whose oneDNN is held below AVX512_CORE_BF16 by ``ONEDNN_MAX_CPU_ISA`` (e.g. ``AVX2``: a bf16 matmul
+  then runs at 1.2 GFLOP/s against 100 in fp32 on an AVX512_BF16 EPYC), which is also how to emulate an
+  AVX2-only CPU on a newer one.
 * Other CPUs (ARM...): a sub-second probe, a 256 x 256 matmul in bf16 against fp32.
 
 channels_last: on for CPUs (oneDNN's convolutions are NHWC; 1.4x for galaxy_attn_vgg_small in fp32 on a
@@ -102,10 +105,28 @@ def _torch_cpu_flag(name: str) -> bool:
     return bool(check()) if check is not None else False
 
 
+# oneDNN's CPU ISA names (``ONEDNN_MAX_CPU_ISA`` values), lowest first; bf16 is native from AVX512_CORE_BF16.
+_ONEDNN_ISAS = (
+    "SSE41 AVX AVX2 AVX2_VNNI AVX2_VNNI_2 AVX512_CORE AVX512_CORE_VNNI AVX512_CORE_BF16 AVX10_1_512 "
+    "AVX512_CORE_FP16 AVX10_1_512_AMX AVX512_CORE_AMX AVX10_1_512_AMX_FP16 AVX512_CORE_AMX_FP16"
+).split()
+
+
+def _onednn_isa_limit() -> str | None:
+    """The ``ONEDNN_MAX_CPU_ISA`` (or ``DNNL_MAX_CPU_ISA``) value holding oneDNN below bf16, if any."""
+    value = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "").upper()
+    if value in _ONEDNN_ISAS and _ONEDNN_ISAS.index(value) < _ONEDNN_ISAS.index("AVX512_CORE_BF16"):
+        return value
+    return None
+
+
 def _cpu_bf16() -> tuple[bool, str]:
     info = _cpu_info()
     name = info.get("cpu_name") or platform.processor() or "this CPU"
     x86 = info.get("architecture", platform.machine()).lower() in ("x86_64", "amd64", "x86")
+    limit = _onednn_isa_limit() if x86 else None
+    if limit is not None:
+        return False, f"ONEDNN_MAX_CPU_ISA={limit} holds oneDNN on {name} below AVX512_CORE_BF16"
     if x86 and ("avx512_bf16" in info or hasattr(torch.cpu, "_is_avx512_bf16_supported")):
         if info.get("amx_bf16") or _torch_cpu_flag("_is_amx_tile_supported"):
             return True, f"{name} has AMX-BF16"
