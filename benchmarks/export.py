@@ -5,9 +5,11 @@
 For each model: ``timm_galaxy_attn.export`` writes the ONNX file (dynamo exporter; its parity check runs
 on real images: 16 gz1_sdss JPEGs from ../shared/data and the ten Galaxy10 DECaLS PNGs, max |logit -
 eager| printed), then inference images/s are timed for eager fp32, eager in the precision that
-``--precision auto`` picks on this machine, and onnxruntime fp32 (CPUExecutionProvider, intra-op threads =
-torch's). The three are interleaved over ``--rounds`` (best of each) so that load from other processes hits
-all alike; ratios are against eager fp32. Prints a markdown table, writes JSON.
+``--precision auto`` picks on this machine, ``torch.compile`` (inductor) in both, and onnxruntime fp32
+(CPUExecutionProvider, intra-op threads = torch's). They are interleaved over ``--rounds`` (best of each) so
+that load from other processes hits all alike; ratios are against eager fp32. ``--no-compile`` leaves the
+compiled rows out (inductor needs a C++ compiler; its first call takes tens of seconds, reported as
+``compile_s``). Prints a markdown table, writes JSON.
 """
 
 from __future__ import annotations
@@ -28,9 +30,9 @@ import torch  # noqa: E402
 
 import timm_galaxy_attn  # noqa: E402, F401
 from timm_galaxy_attn._io import atomic_write  # noqa: E402
+from timm_galaxy_attn.catalog import load_model  # noqa: E402
 from timm_galaxy_attn.device import choose_precision  # noqa: E402
 from timm_galaxy_attn.export import export_model  # noqa: E402
-from timm_galaxy_attn.predict import load_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -82,23 +84,44 @@ def timings(spec: str, onnx_path: Path, input_size: tuple[int, int, int], args) 
     options.intra_op_num_threads = torch.get_num_threads()
     session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
     x_np = x.numpy()
+    compile_s: dict[str, float] = {}
 
-    def eager_auto() -> None:
-        with auto.autocast("cpu"):
-            auto_model(x_auto)
+    def in_auto(net: torch.nn.Module) -> Callable[[], object]:
+        def run() -> object:
+            with auto.autocast("cpu"):
+                return net(x_auto)
 
+        return run
+
+    label = f"auto ({auto.precision}{' + channels_last' if auto.channels_last else ''})"
     runs = {
         "eager fp32": lambda: model(x),
-        f"eager auto ({auto.precision}{' + channels_last' if auto.channels_last else ''})": eager_auto,
+        f"eager {label}": in_auto(auto_model),
         "onnxruntime fp32": lambda: session.run(None, {"images": x_np}),
     }
+    if args.compile:
+        compiled, compiled_auto = torch.compile(model), torch.compile(auto_model)
+        runs["torch.compile fp32"] = lambda: compiled(x)
+        runs[f"torch.compile {label}"] = in_auto(compiled_auto)
+        with torch.inference_mode():
+            for name in ("torch.compile fp32", f"torch.compile {label}"):
+                t0 = time.perf_counter()
+                runs[name]()
+                compile_s[name] = time.perf_counter() - t0
     best = dict.fromkeys(runs, 0.0)
     with torch.inference_mode():
         for _ in range(args.rounds):
             for name, fn in runs.items():
                 best[name] = max(best[name], images_per_s(fn, args.batch_size, args.seconds))
     base = best["eager fp32"]
-    return [dict(model=spec, runtime=k, images_per_s=v, ratio=v / base) for k, v in best.items()]
+    return [
+        dict(model=spec, runtime=k, images_per_s=v, ratio=v / base, **_compile_time(compile_s, k))
+        for k, v in best.items()
+    ]
+
+
+def _compile_time(compile_s: dict[str, float], name: str) -> dict[str, float]:
+    return {"compile_s": compile_s[name]} if name in compile_s else {}
 
 
 def main() -> None:
@@ -107,6 +130,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=3.0, help="timing window per measurement")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--no-compile", dest="compile", action="store_false", help="no torch.compile rows")
     parser.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "export.json"))
     args = parser.parse_args()
     torch.manual_seed(0)
