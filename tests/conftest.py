@@ -22,7 +22,14 @@ SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
 
 def load_script(relative_path: str, module_name: str) -> ModuleType:
-    """Import a script of the repository (e.g. ``training/train.py``) as a module named ``module_name``."""
+    """Import a script of the repository (e.g. ``training/train.py``) as a module named ``module_name``.
+
+    As ``python <script>`` does, the script's folder goes first on ``sys.path``, so the script's imports of
+    its sibling modules (``from hub_common import ...``) work.
+    """
+    folder = str((REPO_ROOT / relative_path).parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
     spec = importlib.util.spec_from_file_location(module_name, REPO_ROOT / relative_path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module  # dataclasses and pickling look modules up here

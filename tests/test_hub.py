@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -16,6 +15,7 @@ from pathlib import Path
 import pytest
 import timm
 import yaml
+from conftest import load_script
 
 from timm_galaxy_attn.pretrained import SHIPPED_TAGS, pretrained_path
 
@@ -23,10 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT.parent / "shared" / "data" / "galaxy10_decals_examples"
 REPO_ID = "test-org/galaxy-attn-tiny"
 
-spec = importlib.util.spec_from_file_location("publish", ROOT / "hub" / "publish.py")
-publish = importlib.util.module_from_spec(spec)
-sys.modules["publish"] = publish  # dataclasses look their module up there
-spec.loader.exec_module(publish)
+publish = load_script("hub/publish.py", "publish")
 
 
 @pytest.fixture(scope="module")
