@@ -39,14 +39,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
-from timm.models._builder import resolve_pretrained_cfg
 from timm.models._features import feature_take_indices
 
 from .attention import COMPATIBILITIES, NORMALIZATIONS, AttentionEstimator, check_choice
 from .labels import GALAXY10_DECALS_CLASSES, GZ1_SDSS_CLASSES
-from .pretrained import PRETRAINED_DIR, SHIPPED_TAGS
+from .pretrained import PRETRAINED_DIR, check_has_weights, missing_weights_error
 
-__all__ = ["GalaxyAttnVGG"]
+__all__ = ["GalaxyAttnVGG", "init_weights"]
 
 ATTN_POSITIONS = ("before", "after")
 STEM_STRIDES = (1, 2, 4)
@@ -82,6 +81,62 @@ def _make_block(in_chs: int, out_chs: int, depth: int, strides: Sequence[int] = 
         if pool_each:
             layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
     return nn.Sequential(*layers)
+
+
+def init_weights(module: nn.Module, classifier: bool = False, init: Any = nn.init) -> None:
+    """GalaxyAttnVGG's initialisation of one module (others are left alone); biases start at 0.
+
+    3x3 convs: He normal (fan_out, ReLU); 1x1 convs (projector, attention vectors u) and Linear layers: He
+    normal for a linear layer, except the ``classifier``: N(0, 0.01); BatchNorm: the identity. ``init`` is the
+    namespace of init functions: ``torch.nn.init``, or ``transformers.initialization``, which leaves the
+    weights a checkpoint loaded untouched.
+    """
+    if isinstance(module, nn.Conv2d):
+        if module.kernel_size == (1, 1):
+            init.kaiming_normal_(module.weight, nonlinearity="linear")
+        else:
+            init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        if module.bias is not None:
+            init.zeros_(module.bias)
+    elif isinstance(module, nn.BatchNorm2d):
+        init.ones_(module.weight)
+        init.zeros_(module.bias)
+        init.zeros_(module.running_mean)
+        init.ones_(module.running_var)
+        init.zeros_(module.num_batches_tracked)
+    elif isinstance(module, nn.Linear):
+        if classifier:
+            init.normal_(module.weight, mean=0.0, std=0.01)
+        else:
+            init.kaiming_normal_(module.weight, nonlinearity="linear")
+        init.zeros_(module.bias)
+
+
+def _check_args(
+    widths: Sequence[int], compatibility: str, normalize: str, attn_position: str, stem_stride: int
+) -> tuple[int, ...]:
+    """Validate GalaxyAttnVGG's options; return the widths as a tuple of ints."""
+    check_choice("compatibility", compatibility, COMPATIBILITIES)
+    check_choice("normalize", normalize, NORMALIZATIONS)
+    check_choice("attn_position", attn_position, ATTN_POSITIONS)
+    if stem_stride not in STEM_STRIDES:
+        allowed = ", ".join(map(str, STEM_STRIDES))
+        raise ValueError(f"stem_stride={stem_stride!r} is not supported; choose one of {allowed}.")
+    widths = tuple(int(w) for w in widths)
+    if len(widths) != 6 or not widths[3] == widths[4] == widths[5]:
+        raise ValueError(f"widths must be 6 numbers with widths[3] == widths[4] == widths[5], got {widths}")
+    return widths
+
+
+def _feature_info(widths: tuple[int, ...], stem_stride: int, attn_position: str) -> list[dict[str, Any]]:
+    """timm's feature_info: l1, l2, l3 and the final H/32 map, with their channels and reductions."""
+    r1 = stem_stride * (2 if attn_position == "after" else 1)
+    return [
+        dict(num_chs=widths[2], reduction=r1, module="stages.2"),
+        dict(num_chs=widths[3], reduction=2 * r1, module="stages.3"),
+        dict(num_chs=widths[4], reduction=4 * r1, module="stages.4"),
+        dict(num_chs=widths[5], reduction=32 * stem_stride, module="stages.5"),
+    ]
 
 
 class GalaxyAttnVGG(nn.Module):
@@ -120,17 +175,7 @@ class GalaxyAttnVGG(nn.Module):
         super().__init__()
         if kwargs:
             raise TypeError(f"GalaxyAttnVGG got unexpected keyword arguments: {sorted(kwargs)}")
-        check_choice("compatibility", compatibility, COMPATIBILITIES)
-        check_choice("normalize", normalize, NORMALIZATIONS)
-        check_choice("attn_position", attn_position, ATTN_POSITIONS)
-        if stem_stride not in STEM_STRIDES:
-            allowed = ", ".join(map(str, STEM_STRIDES))
-            raise ValueError(f"stem_stride={stem_stride!r} is not supported; choose one of {allowed}.")
-        widths = tuple(int(w) for w in widths)
-        if len(widths) != 6 or not widths[3] == widths[4] == widths[5]:
-            raise ValueError(
-                f"widths must be 6 numbers with widths[3] == widths[4] == widths[5], got {widths}"
-            )
+        widths = _check_args(widths, compatibility, normalize, attn_position, stem_stride)
         self.num_classes = num_classes
         self.in_chans = in_chans
         self.widths = widths
@@ -166,30 +211,17 @@ class GalaxyAttnVGG(nn.Module):
         self.head_drop = nn.Dropout(drop_rate)
         self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
 
-        r1 = stem_stride * (2 if attn_position == "after" else 1)
-        self.feature_info = [
-            dict(num_chs=widths[2], reduction=r1, module="stages.2"),
-            dict(num_chs=widths[3], reduction=2 * r1, module="stages.3"),
-            dict(num_chs=widths[4], reduction=4 * r1, module="stages.4"),
-            dict(num_chs=widths[5], reduction=32 * stem_stride, module="stages.5"),
-        ]
+        self.feature_info = _feature_info(widths, stem_stride, attn_position)
         self._init_weights()
 
     def _init_weights(self) -> None:
-        for m in self.stages.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-        nn.init.kaiming_normal_(self.dense.weight, nonlinearity="linear")
-        nn.init.zeros_(self.dense.bias)
-        for est in (self.attn1, self.attn2, self.attn3):
-            if est is not None and est.op is not None:
-                nn.init.kaiming_normal_(est.op.weight, nonlinearity="linear")
-        if isinstance(self.fc, nn.Linear):
-            nn.init.normal_(self.fc.weight, 0, 0.01)
-            nn.init.zeros_(self.fc.bias)
+        """:func:`init_weights` on the convs, the dense layer g, the attention vectors u and the classifier
+        (the 1x1 projector keeps PyTorch's default)."""
+        estimators = (self.attn1, self.attn2, self.attn3)
+        for m in (*self.stages.modules(), self.dense, *(e.op for e in estimators if e is not None)):
+            if m is not None:
+                init_weights(m)
+        init_weights(self.fc, classifier=True)
 
     @torch.jit.ignore
     def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
@@ -207,9 +239,7 @@ class GalaxyAttnVGG(nn.Module):
         """Replace the classifier with a fresh one for ``num_classes`` (0 removes it)."""
         self.num_classes = num_classes
         self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
-        if isinstance(self.fc, nn.Linear):
-            nn.init.normal_(self.fc.weight, 0, 0.01)
-            nn.init.zeros_(self.fc.bias)
+        init_weights(self.fc, classifier=True)
 
     @torch.jit.unused
     def _check_input(self, x: torch.Tensor) -> None:
@@ -320,31 +350,9 @@ class GalaxyAttnVGG(nn.Module):
         return take_indices
 
 
-def _missing_hub_weights(error: BaseException) -> bool:
-    from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
-
-    while error is not None:
-        if isinstance(error, (LocalEntryNotFoundError, OfflineModeIsEnabled)):
-            return True
-        error = error.__cause__ or error.__context__
-    return False
-
-
-def _check_has_weights(variant: str, kwargs: dict[str, Any]) -> None:
-    """pretrained=True on a config without weights is an error (timm itself only warns and initialises
-    at random)."""
-    cfg = resolve_pretrained_cfg(variant, kwargs.get("pretrained_cfg"), kwargs.get("pretrained_cfg_overlay"))
-    if not cfg.has_weights:  # hf-hub: and local-dir: configs carry hf_hub_id / file
-        name = f"{variant}.{cfg.tag}" if cfg.tag else variant
-        raise RuntimeError(
-            f"No pretrained weights exist for {name!r}. The tags with weights: {', '.join(SHIPPED_TAGS)} "
-            "(timm.list_pretrained('galaxy_attn*')); or pass pretrained=False for random initialisation."
-        )
-
-
 def _create_galaxy_attn_vgg(variant: str, pretrained: bool = False, **kwargs: Any) -> GalaxyAttnVGG:
     if pretrained:
-        _check_has_weights(variant, kwargs)
+        check_has_weights(variant, kwargs)
     try:
         return build_model_with_cfg(
             GalaxyAttnVGG,
@@ -354,19 +362,10 @@ def _create_galaxy_attn_vgg(variant: str, pretrained: bool = False, **kwargs: An
             **kwargs,
         )
     except Exception as error:
-        if not (pretrained and _missing_hub_weights(error)):
+        offline = missing_weights_error(variant, kwargs, error) if pretrained else None
+        if offline is None:
             raise
-        cfg = resolve_pretrained_cfg(
-            variant, kwargs.get("pretrained_cfg"), kwargs.get("pretrained_cfg_overlay")
-        ).to_dict()
-        repo = cfg.get("hf_hub_id") or "(no hf_hub_id)"
-        tag = f"{variant}.{cfg['tag']}" if cfg.get("tag") else variant
-        raise RuntimeError(
-            f"The weights of {tag!r} live in the Hugging Face Hub repository {repo!r}, which is not in the "
-            "local cache and cannot be downloaded (offline or no network). Download it where there is a "
-            f"network (`hf download {repo}`) and copy the cache, or load a local folder with "
-            "timm.create_model('local-dir:PATH')."
-        ) from error
+        raise offline from error
 
 
 # Per-channel statistics of the real SDSS sample (all 5,665 gz1_sdss images, central half), printed by

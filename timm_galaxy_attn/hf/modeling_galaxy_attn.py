@@ -21,7 +21,7 @@ from transformers.modeling_outputs import ImageClassifierOutput
 
 from ..attention import capture_attention
 from ..labels import MIRROR_LABEL_SWAPS, dataset_of_label_names
-from ..model import GalaxyAttnVGG
+from ..model import GalaxyAttnVGG, init_weights
 from ..tta import d4_probs, mirror_permutation
 from .configuration_galaxy_attn import GalaxyAttnConfig
 
@@ -42,25 +42,7 @@ class GalaxyAttnPreTrainedModel(PreTrainedModel):
 
     def _init_weights(self, module: nn.Module) -> None:
         """GalaxyAttnVGG's own initialisation, applied only to weights a checkpoint did not provide."""
-        if isinstance(module, nn.Conv2d):
-            if module.kernel_size == (1, 1):  # the projector and the attention vectors u
-                init.kaiming_normal_(module.weight, nonlinearity="linear")
-            else:
-                init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            if module.bias is not None:
-                init.zeros_(module.bias)
-        elif isinstance(module, nn.BatchNorm2d):
-            init.ones_(module.weight)
-            init.zeros_(module.bias)
-            init.zeros_(module.running_mean)
-            init.ones_(module.running_var)
-            init.zeros_(module.num_batches_tracked)
-        elif isinstance(module, nn.Linear):
-            if module is getattr(self.timm_model, "fc", None):
-                init.normal_(module.weight, mean=0.0, std=0.01)
-            else:
-                init.kaiming_normal_(module.weight, nonlinearity="linear")
-            init.zeros_(module.bias)
+        init_weights(module, classifier=module is getattr(self.timm_model, "fc", None), init=init)
 
     def _set_gradient_checkpointing(self, enable: bool = True, *args: Any, **kwargs: Any) -> None:
         self.timm_model.set_grad_checkpointing(enable)
