@@ -51,6 +51,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -210,17 +211,15 @@ class BenchmarkError(RuntimeError):
 
 
 def write_json(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
+    """``obj`` as indented JSON in ``path``, written atomically."""
+    write_text(path, json.dumps(obj, indent=2) + "\n")
 
 
 def write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    """``text`` in ``path``, written atomically (parent folders created)."""
+    from timm_galaxy_attn._io import atomic_write
+
+    atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
 def result_dir(results_dir: Path, row: str, seed: int) -> Path:
@@ -880,25 +879,27 @@ def run_row(
                 f"{run_dir}: reloaded model's {split} logits differ by {drift:.3f} from the run's."
             )
         tta[f"{short}_tta_probs"] = probs.astype(np.float32)
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    shutil.copy2(run_dir / "metrics.json", tmp / "metrics.json")
-    np.savez_compressed(tmp / "predictions.npz", **pred, **tta)
-    write_json(
-        tmp / "bench.json",
-        {
-            **plan,
-            "row": dataclasses.asdict(row),
-            "seed": seed,
-            "command": " ".join(cmd[1:]).replace(str(ROOT) + "/", ""),
-            "run_dir": str(run_dir),
-            "benchmark_wall_minutes": (time.time() - t0) / 60,
-        },
-    )
-    if dest.exists():
-        shutil.rmtree(dest)
-    os.replace(tmp, dest)
+    from timm_galaxy_attn._io import replace_dir
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
+    try:
+        shutil.copy2(run_dir / "metrics.json", tmp / "metrics.json")
+        np.savez_compressed(tmp / "predictions.npz", **pred, **tta)
+        write_json(
+            tmp / "bench.json",
+            {
+                **plan,
+                "row": dataclasses.asdict(row),
+                "seed": seed,
+                "command": " ".join(cmd[1:]).replace(str(ROOT) + "/", ""),
+                "run_dir": str(run_dir),
+                "benchmark_wall_minutes": (time.time() - t0) / 60,
+            },
+        )
+        replace_dir(tmp, dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return dest
 
 

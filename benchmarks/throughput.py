@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import sys
 import time
@@ -34,6 +33,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import timm_galaxy_attn
 from timm_galaxy_attn import capture_attention
+from timm_galaxy_attn._io import atomic_write
 from timm_galaxy_attn.device import choose_precision
 
 DEFAULT_MODELS = ("galaxy_attn_vgg", "galaxy_attn_vgg_small", "resnet18", "vgg16_bn")
@@ -188,13 +188,6 @@ def to_markdown(rows: list[dict], peaks: dict, capture: dict) -> str:
     return "\n".join(lines)
 
 
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -261,9 +254,9 @@ def main() -> None:
         capture_attention=capture,
         command=" ".join(["python", "benchmarks/throughput.py", *sys.argv[1:]]),
     )
-    write_atomic(args.json, json.dumps(result, indent=2) + "\n")
+    atomic_write(args.json, lambda tmp: tmp.write_text(json.dumps(result, indent=2) + "\n"))
     if args.markdown:
-        write_atomic(args.markdown, table + "\n")
+        atomic_write(args.markdown, lambda tmp: tmp.write_text(table + "\n"))
     print(f"\nwrote {args.json}")
 
 
