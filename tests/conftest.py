@@ -19,6 +19,8 @@ import torch  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+# The library finds the real samples through this variable (or an explicit path); subprocesses inherit it.
+os.environ.setdefault("GALAXY_ATTN_DATA_DIR", str(SHARED_DATA))
 
 
 def load_script(relative_path: str, module_name: str) -> ModuleType:

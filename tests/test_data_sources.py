@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from timm_galaxy_attn.data import DataSourceUnavailable, load_galaxy_dataset, sources, split_info
-from timm_galaxy_attn.data.sources import download_galaxy10, resolve_gz1_sdss
+from timm_galaxy_attn.data.sources import data_root, download_galaxy10, find_data, resolve_gz1_sdss
 from timm_galaxy_attn.labels import GALAXY10_DECALS_CLASSES, GZ1_SDSS_CLASSES
 
 
@@ -103,13 +103,27 @@ def test_gz1_sdss_real_sample(tmp_path):
 
 def test_gz1_sdss_location(tmp_path, monkeypatch):
     found = resolve_gz1_sdss()
-    monkeypatch.chdir(tmp_path)  # from elsewhere, found upward from the package
+    monkeypatch.chdir(tmp_path)  # from elsewhere, found through GALAXY_ATTN_DATA_DIR (conftest)
     assert resolve_gz1_sdss() == found
     monkeypatch.setenv("GZ1_SDSS_PATH", str(found.parent))
     assert resolve_gz1_sdss() == found
     monkeypatch.setenv("GZ1_SDSS_PATH", str(tmp_path / "missing.parquet"))
     with pytest.raises(FileNotFoundError, match="GZ1_SDSS_PATH.*missing.parquet"):
         resolve_gz1_sdss()
+
+
+def test_data_root_explicit_or_clear_error(tmp_path, monkeypatch):
+    """The data root is an argument or GALAXY_ATTN_DATA_DIR; without either, the error names both."""
+    found = resolve_gz1_sdss()
+    assert resolve_gz1_sdss(data_dir=found.parents[1]) == found
+    monkeypatch.delenv("GALAXY_ATTN_DATA_DIR")
+    monkeypatch.chdir(tmp_path)  # nothing upward of here
+    with pytest.raises(FileNotFoundError, match="data_dir=.*GALAXY_ATTN_DATA_DIR.*GZ1_SDSS_PATH"):
+        resolve_gz1_sdss()
+    assert data_root(found.parents[1]) == found.parents[1]
+    monkeypatch.setenv("GALAXY_ATTN_DATA_DIR", str(tmp_path / "missing"))
+    with pytest.raises(FileNotFoundError, match="GALAXY_ATTN_DATA_DIR points to .*missing"):
+        find_data("gz1_sdss")
 
 
 def test_image_folder_with_duplicate(tmp_path):

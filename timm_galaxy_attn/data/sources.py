@@ -9,7 +9,8 @@ Official sources
 - Galaxy10 DECaLS on the Hugging Face Hub as parquet with its own 90/10 train/test split and no
   coordinates: ``HUB_REPOS["galaxy10_decals"]`` (used with ``split="hub"``).
 - The real SDSS / Galaxy Zoo 1 sample ``gz1_sdss``: env var ``GZ1_SDSS_PATH``, else
-  ``shared/data/gz1_sdss/data.parquet`` searched upward from the working directory and from this package.
+  ``gz1_sdss/data.parquet`` in the data root: ``$GALAXY_ATTN_DATA_DIR`` (the folder of the real samples; the
+  repository's tests set it to ``../shared/data``), see :func:`data_root`.
 
 Downloads go to ``<cache>/downloads`` through ``_io.atomic_write`` (temp file, checksum, ``os.replace``).
 Offline (``HF_HUB_OFFLINE`` / ``HF_DATASETS_OFFLINE`` set, or the host unreachable within ~1.5 s) they fail at
@@ -29,6 +30,7 @@ from pathlib import Path
 from .._io import atomic_write
 
 __all__ = [
+    "DATA_DIR_ENV",
     "ENV_VARS",
     "GALAXY10_FILES",
     "GALAXY10_SHA256",
@@ -37,7 +39,9 @@ __all__ = [
     "SOURCE_CROP_PCT",
     "DataSourceUnavailable",
     "default_cache_dir",
+    "data_root",
     "download_galaxy10",
+    "find_data",
     "find_shared_data",
     "is_offline",
     "resolve_gz1_sdss",
@@ -59,6 +63,7 @@ ENV_VARS = {
     "galaxy10_sdss": "GALAXY10_SDSS_PATH",
     "gz1_sdss": "GZ1_SDSS_PATH",
 }
+DATA_DIR_ENV = "GALAXY_ATTN_DATA_DIR"  # the folder of the real samples (gz1_sdss/, ...)
 _PROBE_TIMEOUT_S = 1.5
 # The eval crop of each named source (timm ``crop_pct``: the central share of the image kept before resizing).
 # Galaxy10 DECaLS (256x256, 0.262"/px): the galaxy fills the central half. Galaxy10 SDSS (69x69) is already
@@ -197,32 +202,47 @@ def hub_available(name: str) -> None:
         )
 
 
-def _search_up(start: Path, rel: str) -> Path | None:
-    for d in (start, *start.parents):
-        cand = d / "shared" / "data" / rel
-        if cand.exists():
-            return cand
-    return None
+def data_root(data_dir: str | os.PathLike | None = None) -> Path:
+    """The folder of the real samples (``gz1_sdss/``, ``galaxy10_decals_examples/``, ...).
 
-
-def find_shared_data(rel: str) -> Path:
-    """Find ``shared/data/<rel>`` searching upward from the working directory, then from this package.
-
-    The repository sits beside ``shared/`` (``/x/main`` and ``/x/shared``), so the search from either
-    place finds it whatever the current directory is.
+    ``data_dir``, else ``$GALAXY_ATTN_DATA_DIR``; else, for the repository's scripts that do not pass one
+    yet, a ``shared/data`` folder upward of the working directory. FileNotFoundError naming both otherwise.
     """
-    for start in (Path.cwd().resolve(), Path(__file__).resolve().parent):
-        found = _search_up(start, rel)
-        if found is not None:
-            return found
+    for candidate, origin in ((data_dir, "data_dir"), (os.environ.get(DATA_DIR_ENV), DATA_DIR_ENV)):
+        if candidate:
+            root = Path(candidate).expanduser()
+            if not root.is_dir():
+                raise FileNotFoundError(f"{origin} points to {root}, which is not a folder.")
+            return root
+    cwd = Path.cwd().resolve()
+    for d in (cwd, *cwd.parents):  # legacy: training/train.py and benchmarks/ rely on it
+        if (d / "shared" / "data").is_dir():
+            return d / "shared" / "data"
     raise FileNotFoundError(
-        f"shared/data/{rel} not found upward of {Path.cwd()} or of {Path(__file__).parent}; "
-        f"pass its location explicitly."
+        f"no data folder: pass data_dir='/path/to/data' or set {DATA_DIR_ENV}=/path/to/data (the folder "
+        "holding gz1_sdss/, galaxy10_decals_examples/, ...)."
     )
 
 
-def resolve_gz1_sdss(path: str | os.PathLike | None = None) -> Path:
-    """Locate the gz1_sdss parquet file: ``path``, ``$GZ1_SDSS_PATH``, then shared/data upward search."""
+def find_data(rel: str, data_dir: str | os.PathLike | None = None) -> Path:
+    """``<data root>/<rel>`` (see :func:`data_root`); FileNotFoundError naming data_dir and the env var."""
+    root = data_root(data_dir)
+    found = root / rel
+    if not found.exists():
+        raise FileNotFoundError(
+            f"{rel} not found in {root}; pass data_dir= or set {DATA_DIR_ENV} to the folder that holds it."
+        )
+    return found
+
+
+find_shared_data = find_data  # the former name (benchmarks/synthetic_vs_real.py)
+
+
+def resolve_gz1_sdss(
+    path: str | os.PathLike | None = None, data_dir: str | os.PathLike | None = None
+) -> Path:
+    """Locate the gz1_sdss parquet file: ``path``, ``$GZ1_SDSS_PATH``, then ``gz1_sdss/data.parquet`` in
+    the data root (``data_dir`` or ``$GALAXY_ATTN_DATA_DIR``, see :func:`data_root`)."""
     for candidate, origin in ((path, "path argument"), (os.environ.get("GZ1_SDSS_PATH"), "GZ1_SDSS_PATH")):
         if candidate:
             p = Path(candidate).expanduser()
@@ -232,10 +252,9 @@ def resolve_gz1_sdss(path: str | os.PathLike | None = None) -> Path:
                 raise FileNotFoundError(f"gz1_sdss: {origin} points to {p}, which is not a file.")
             return p
     try:
-        return find_shared_data("gz1_sdss/data.parquet")
-    except FileNotFoundError:
+        return find_data("gz1_sdss/data.parquet", data_dir)
+    except FileNotFoundError as e:
         raise FileNotFoundError(
-            "gz1_sdss: data.parquet not found (searched shared/data/gz1_sdss/data.parquet upward from the "
-            "working directory and from the package). Pass path='/path/to/gz1_sdss/data.parquet' or set "
+            f"gz1_sdss: data.parquet not found: {e} Or pass path='/path/to/gz1_sdss/data.parquet' or set "
             "GZ1_SDSS_PATH."
         ) from None
