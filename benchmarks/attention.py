@@ -148,7 +148,7 @@ def load(spec: str | Path):
     """(model in eval mode, its data config) from a model folder or a timm name with pretrained weights."""
     import timm
 
-    from timm_galaxy_attn.predict import load_model
+    from timm_galaxy_attn.catalog import load_model
 
     model = load_model(spec).model.eval()
     return model, timm.data.resolve_data_config(model=model)

@@ -31,8 +31,8 @@ import timm  # noqa: E402
 import torch  # noqa: E402
 
 from timm_galaxy_attn._io import atomic_write  # noqa: E402
+from timm_galaxy_attn.catalog import load_model, predict  # noqa: E402
 from timm_galaxy_attn.device import choose_precision  # noqa: E402
-from timm_galaxy_attn.predict import load_model, predict  # noqa: E402
 from timm_galaxy_attn.pretrained import DEFAULT_TAG  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""Tests of the catalogue's fast decoding (catalog_decode), the --maps sidecar and galaxy-attn render."""
+"""Tests of the catalogue's fast decoding (catalog.decode), the --maps sidecar and galaxy-attn render."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -19,13 +20,15 @@ from PIL import Image
 
 import timm_galaxy_attn  # noqa: F401  (registers the models)
 from timm_galaxy_attn.attention import capture_attention
-from timm_galaxy_attn.catalog_decode import ModelPixels, open_image
-from timm_galaxy_attn.catalog_maps import maps_path
-from timm_galaxy_attn.catalog_render import parse_rows
+from timm_galaxy_attn.catalog import load_model, maps_path, predict
+from timm_galaxy_attn.catalog.decode import open_image
+from timm_galaxy_attn.catalog.geometry import ModelPixels
+from timm_galaxy_attn.catalog.render import parse_rows
 from timm_galaxy_attn.cli import main
 from timm_galaxy_attn.hf import save_pretrained_folder
-from timm_galaxy_attn.predict import DEBUG_KILL_ENV, load_model, predict
 from timm_galaxy_attn.pretrained import DEFAULT_TAG
+
+KILL_AFTER = Path(__file__).with_name("kill_after.py")  # SIGKILLs a run after N committed batches
 
 # Draft decode: on these smooth test galaxies the 1/2-scale JPEG decode keeps every probability this
 # close to the full decode's. On 200 real SDSS JPEGs enlarged 2x with the shipped model: max change 0.031,
@@ -126,9 +129,13 @@ def test_maps_sidecar_rows_align_with_the_catalogue(model, inputs, tmp_path):
     np.testing.assert_allclose(lo + q / 255 * (hi - lo), maps[0][0].numpy(), atol=(hi - lo) / 255)
 
 
-def _predict_cli(args: list[str], env: dict[str, str] | None = None):
-    cmd = [sys.executable, "-m", "timm_galaxy_attn", "predict", *args]
-    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", **(env or {})}
+def _predict_cli(args: list[str], kill_after: int | None = None):
+    """``galaxy-attn predict ARGS`` in a subprocess; ``kill_after``: SIGKILLed after that many batches."""
+    if kill_after is None:
+        cmd = [sys.executable, "-m", "timm_galaxy_attn", "predict", *args]
+    else:
+        cmd = [sys.executable, str(KILL_AFTER), str(kill_after), "--", "predict", *args]
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     return subprocess.run(cmd, env=full_env, capture_output=True, text=True, timeout=240)
 
 
@@ -137,7 +144,7 @@ def test_maps_survive_a_kill_and_resume(model, inputs, tmp_path):
     reference = tmp_path / "ref.parquet"
     assert _predict_cli([str(inputs), "--out", str(reference), *common]).returncode == 1  # one broken input
     out = tmp_path / "killed.parquet"
-    killed = _predict_cli([str(inputs), "--out", str(out), *common], env={DEBUG_KILL_ENV: "1"})
+    killed = _predict_cli([str(inputs), "--out", str(out), *common], kill_after=1)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     parts = out.with_name(out.name + ".parts")
     assert len(list(parts.glob("maps-*.npz"))) == 1 and not maps_path(out).exists()

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -17,9 +18,9 @@ from PIL import Image
 import timm_galaxy_attn  # noqa: F401
 from timm_galaxy_attn.cli import main
 from timm_galaxy_attn.hf import save_pretrained_folder
-from timm_galaxy_attn.predict import DEBUG_KILL_ENV
 
 N_IMAGES = 10
+KILL_AFTER = Path(__file__).with_name("kill_after.py")  # SIGKILLs a run after N committed batches
 
 
 @pytest.fixture(scope="module")
@@ -39,9 +40,13 @@ def setup(tmp_path_factory):
     return root, folder, images
 
 
-def _run(args: list[str], env: dict[str, str] | None = None, launcher: list[str] | None = None):
-    cmd = (launcher or [sys.executable]) + ["-m", "timm_galaxy_attn", "predict", *args]
-    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", **(env or {})}
+def _run(args: list[str], kill_after: int | None = None, launcher: list[str] | None = None):
+    """``galaxy-attn predict ARGS`` in a subprocess; ``kill_after``: SIGKILLed after that many batches."""
+    if kill_after is None:
+        cmd = (launcher or [sys.executable]) + ["-m", "timm_galaxy_attn", "predict", *args]
+    else:
+        cmd = [sys.executable, str(KILL_AFTER), str(kill_after), "--", "predict", *args]
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     return subprocess.run(cmd, env=full_env, capture_output=True, text=True, timeout=240)
 
 
@@ -95,7 +100,7 @@ def test_sigkill_and_rerun_give_the_same_catalogue(setup, tmp_path, capsys):
     )
     out = tmp_path / "killed.parquet"
     args = [str(images), "--model", str(folder), "--out", str(out), "--batch-size", "3", "--no-progress"]
-    killed = _run(args, env={DEBUG_KILL_ENV: "2"})  # SIGKILL right after the 2nd batch is committed
+    killed = _run(args, kill_after=2)  # SIGKILL right after the 2nd batch is committed
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     parts = out.with_name(out.name + ".parts")
     assert not out.exists() and len(list(parts.glob("part-*.parquet"))) == 2

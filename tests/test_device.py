@@ -99,7 +99,7 @@ def test_predict_records_the_choice(decals_examples, tmp_path, no_native_bf16):
 
     import timm
 
-    from timm_galaxy_attn.predict import predict
+    from timm_galaxy_attn.catalog import predict
 
     model = timm.create_model("galaxy_attn_vgg_small", widths=(8, 8, 12, 16, 16, 16), num_classes=10)
     table = predict(decals_examples / "05_barred_spiral.png", model, progress=False, output="arrow")

@@ -10,9 +10,9 @@ import timm
 import torch
 
 import timm_galaxy_attn  # noqa: F401
+from timm_galaxy_attn.catalog import ModelLoadError
 from timm_galaxy_attn.cli import main
 from timm_galaxy_attn.export import ExportError, export_model
-from timm_galaxy_attn.predict import ModelLoadError
 
 TINY = dict(widths=(8, 8, 12, 16, 16, 16))
 VARIANTS = ("galaxy_attn_vgg", "galaxy_attn_vgg_small", "galaxy_attn_vgg_small_s4", "galaxy_attn_vgg_tiny_s4")

@@ -1,4 +1,4 @@
-"""Tests of the catalogue engine (timm_galaxy_attn.predict): readers, rows, errors, TTA, heatmaps, resume."""
+"""Tests of the catalogue engine (timm_galaxy_attn.catalog): readers, rows, errors, TTA, heatmaps, resume."""
 
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ from astropy.visualization import make_lupton_rgb
 from PIL import Image
 
 import timm_galaxy_attn  # noqa: F401  (registers the models)
+from timm_galaxy_attn.catalog import ModelLoadError, collect_inputs, load_model, predict
 from timm_galaxy_attn.data import create_transform
 from timm_galaxy_attn.hf import save_pretrained_folder
 from timm_galaxy_attn.labels import DATASET_CLASSES, GALAXY10_DECALS_CLASSES, GZ1_SDSS_CLASSES
-from timm_galaxy_attn.predict import ModelLoadError, collect_inputs, load_model, predict
 
 SIZE = 32  # model input; the untagged config keeps the central half (crop_pct 0.5)
 

@@ -11,9 +11,9 @@ import timm
 from PIL import Image
 
 from timm_galaxy_attn._input_checks import small_input_warning
-from timm_galaxy_attn.predict import predict
+from timm_galaxy_attn.catalog import predict
 
-predict_module = importlib.import_module("timm_galaxy_attn.predict")  # the package attribute is the function
+batches_module = importlib.import_module("timm_galaxy_attn.catalog.batches")  # decodes each input
 TINY = dict(widths=(8, 8, 12, 16, 16, 16))
 
 
@@ -35,14 +35,14 @@ def test_any_decoding_failure_is_an_error_row(model, tmp_path, monkeypatch):
     for name, side in (("a_good.png", 64), ("b_bomb.png", 300), ("c_codec.png", 64), ("d_good.png", 64)):
         _png(folder / name, side)
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 20_000)  # 300 x 300 px is over twice that: a "bomb"
-    decode = predict_module._decode_image
+    decode = batches_module.open_image
 
     def flaky(path: str) -> np.ndarray:
         if path.endswith("c_codec.png"):
             raise RuntimeError("codec crashed")
         return decode(path)
 
-    monkeypatch.setattr(predict_module, "_decode_image", flaky)
+    monkeypatch.setattr(batches_module, "open_image", flaky)
     df = predict(folder, model, batch_size=4, progress=False)
     assert df["source"].str.rsplit("/", n=1).str[-1].tolist() == [
         "a_good.png",

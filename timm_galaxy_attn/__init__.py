@@ -13,9 +13,9 @@ from typing import Any
 
 from . import hf  # noqa: F401  (importing it registers the transformers Auto classes)
 from .attention import AttentionEstimator, capture_attention
+from .catalog import predict
 from .labels import DATASET_CLASSES, class_names
 from .model import GalaxyAttnVGG
-from .predict import predict  # the function shadows the module name: `timm_galaxy_attn.predict(...)`
 from .pretrained import pretrained_path
 
 __version__ = "0.1.0"

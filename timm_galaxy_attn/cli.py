@@ -1,13 +1,13 @@
 """The ``galaxy-attn`` command line.
 
 ``galaxy-attn predict INPUT... --model NAME_OR_DIR --out catalog.parquet``:
-A thin layer over :mod:`timm_galaxy_attn.predict`. Several processes: ``accelerate launch -m
+A thin layer over :mod:`timm_galaxy_attn.catalog`. Several processes: ``accelerate launch -m
 timm_galaxy_attn predict ...`` (each process takes a share of the inputs; the main one merges).
 Exit status: 0 all rows predicted, 1 some inputs failed (their rows carry an ``error``), 2 usage error
 (missing input, unusable model, existing output of another run).
 
 ``galaxy-attn render CATALOGUE --rows 0,5,10-20 --out DIR``: heatmap PNGs of chosen rows from the maps
-stored by ``predict --maps`` (:mod:`timm_galaxy_attn.catalog_render`). Exit status: 0 written, 2 error.
+stored by ``predict --maps`` (:mod:`timm_galaxy_attn.catalog.render`). Exit status: 0 written, 2 error.
 
 ``galaxy-attn export MODEL --format onnx|torchscript|exported-program --out FILE``: a thin layer over
 :mod:`timm_galaxy_attn.export`. Exit status: 0 written and checked, 2 error (nothing written).
@@ -146,8 +146,8 @@ def _add_render_parser(sub) -> None:
 
 
 def _render(args: argparse.Namespace) -> int:
-    from .catalog_maps import MapsError
-    from .catalog_render import parse_rows, render
+    from .catalog.maps import MapsError
+    from .catalog.render import parse_rows, render
 
     try:
         written = render(args.catalogue, parse_rows(args.rows), args.out, maps=args.maps)
@@ -180,8 +180,8 @@ def _add_export_parser(sub) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
+    from .catalog import ModelLoadError
     from .export import ExportError, export_model
-    from .predict import ModelLoadError
 
     try:
         result = export_model(
@@ -201,7 +201,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from .predict import FitsOptions, ModelLoadError, PredictOptions, run_predict
+    from .catalog import FitsOptions, ModelLoadError, PredictOptions, run_predict
 
     options = PredictOptions(
         tta=args.tta,

@@ -1,7 +1,7 @@
 """Export a model to ONNX, TorchScript or a ``torch.export`` ExportedProgram, checked against eager.
 
 ``export_model(model, "onnx", "galaxy.onnx", images=["cutouts/"])``: the model (any spec
-:func:`timm_galaxy_attn.predict.load_model` takes) in fp32, batch size dynamic, input
+:func:`timm_galaxy_attn.catalog.load_model` takes) in fp32, batch size dynamic, input
 ``(batch, 3, S, S)`` normalised as the model's ``pretrained_cfg`` says (``timm.data`` eval transform),
 output the logits. The exported file is loaded back and run on the same batch as the eager model: real
 images when ``images`` is given, else random ones; the largest absolute logit difference must be at most
@@ -25,12 +25,12 @@ import torch
 import torch.nn as nn
 
 from ._io import atomic_write
+from .catalog.inputs import IMAGE_SUFFIXES
 
 __all__ = ["FORMATS", "ExportError", "ExportResult", "export_model", "load_check_batch"]
 
 FORMATS = ("onnx", "torchscript", "exported-program")
 ONNX_MODULES = ("onnx", "onnxscript", "onnxruntime")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 
 
 class ExportError(RuntimeError):
@@ -92,7 +92,7 @@ def load_check_batch(
     inputs; with a description."""
     from timm.data import resolve_model_data_config
 
-    from .catalog_decode import decode_image
+    from .catalog.decode import decode_image
     from .data import create_transform
 
     config = dict(resolve_model_data_config(model))
@@ -159,7 +159,7 @@ def export_model(
     """Export ``model`` in format ``fmt`` (``onnx``, ``torchscript``, ``exported-program``) to ``out``
     after checking it against the eager model (module doc). Raises ValueError for an unknown format,
     :class:`ExportError` for a missing extra or a mismatch, ``ModelLoadError`` for an unusable model."""
-    from .predict import load_model
+    from .catalog import load_model
 
     if fmt not in FORMATS:
         raise ValueError(f"format={fmt!r} is not supported; choose one of {', '.join(FORMATS)}.")

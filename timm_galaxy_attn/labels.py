@@ -7,7 +7,8 @@ Galaxy10 DECaLS and Galaxy10 SDSS are the astroNN datasets of Leung & Bovy (labe
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 GALAXY10_DECALS_CLASSES: tuple[str, ...] = (
     "Disturbed",
@@ -67,6 +68,12 @@ def class_names(dataset: str) -> tuple[str, ...]:
         raise ValueError(
             f"Unknown dataset {dataset!r}; known datasets with fixed class names: {sorted(DATASET_CLASSES)}"
         ) from None
+
+
+def label_names_of(pretrained_cfg: Mapping[str, Any], num_classes: int) -> tuple[str, ...]:
+    """A model's class names: its cfg's ``label_names`` when they name every class, else ``class_0``..."""
+    names = tuple(pretrained_cfg.get("label_names") or ())
+    return names if len(names) == num_classes else tuple(f"class_{i}" for i in range(num_classes))
 
 
 def dataset_of_label_names(names: Sequence[str]) -> str | None:

@@ -26,6 +26,7 @@ import datasets
 import numpy as np
 
 from .._io import sha256_json
+from ..catalog.inputs import IMAGE_SUFFIXES as _IMAGE_SUFFIXES
 from ..labels import DATASET_CLASSES
 from .hdf5 import GalaxyDataError, inspect_hdf5, iter_hdf5_rows
 from .sources import HUB_REPOS, default_cache_dir, hub_available, resolve_gz1_sdss, resolve_official_file
@@ -41,7 +42,6 @@ from .splits import (
 __all__ = ["load_galaxy_dataset", "split_info"]
 
 _CACHE_VERSION = 1
-_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif"}
 
 
 def split_info(dsdict: datasets.DatasetDict) -> dict:

@@ -1,10 +1,10 @@
 """``galaxy-attn render CATALOGUE --rows 0,5,10-20 --out DIR``: heatmap PNGs from stored attention maps.
 
 The maps come from the catalogue's sidecar (``<catalogue>.maps.h5``, written by ``predict --maps``;
-:mod:`.catalog_maps`), the pictures from the inputs named in the ``source`` column, decoded again and cut
+:mod:`.maps`), the pictures from the inputs named in the ``source`` column, decoded again and cut
 to the part of the image the model saw (as ``predict --heatmaps``). Each PNG is the figure of
-:func:`.viz.attention_figure`, titled with the predicted class and its probability, and named as
-``predict --heatmaps`` names it (``<index>_<source stem>[_row<r>|_hdu<h>].png``).
+:func:`..viz.attention_figure`, titled with the predicted class and its probability, and named as
+``predict --heatmaps`` names it (``<index>_<source stem>[_row<r>|_hdu<h>].png``; :mod:`.heatmaps`).
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from ._io import atomic_write
-from .catalog_maps import MapsError, maps_path, read_maps
+from .heatmaps import display_crop, heatmap_name, write_png
+from .maps import MapsError, maps_path, read_maps
+from .parts import read_meta
 
 __all__ = ["parse_rows", "render"]
 
@@ -43,11 +44,9 @@ def parse_rows(text: str) -> list[int] | None:
 
 def _read_catalogue(path: Path):
     """(rows as a dict of columns, run metadata) of a catalogue written by galaxy-attn predict."""
-    from .predict import _read_meta
-
     if not path.is_file():
         raise FileNotFoundError(f"Catalogue {path} does not exist.")
-    meta = _read_meta(path)
+    meta = read_meta(path)
     if meta is None:
         raise MapsError(f"{path} is not a galaxy-attn catalogue (no run metadata).")
     if path.suffix.lower() == ".csv":
@@ -63,8 +62,9 @@ def _read_catalogue(path: Path):
 
 def _source_image(row: dict[str, Any], meta: dict[str, Any]) -> np.ndarray:
     """The full-resolution RGB pixels of a catalogue row's input, decoded as predict decoded them."""
-    from .catalog_decode import decode_image
-    from .predict import FitsOptions, _decode_bands, _decode_fits_hdu, collect_inputs
+    from .decode import decode_image
+    from .fits import FitsOptions, decode_bands, decode_fits_hdu
+    from .inputs import collect_inputs
 
     fits = FitsOptions(**{**meta["fits"], "planes": tuple(meta["fits"]["planes"])})
     source = row["source"]
@@ -74,22 +74,29 @@ def _source_image(row: dict[str, Any], meta: dict[str, Any]) -> np.ndarray:
         with h5py.File(source, "r") as f:
             return np.asarray(f["images"][int(row["row"])])
     if row.get("hdu") is not None:
-        return _decode_fits_hdu(source, int(row["hdu"]), fits)
+        return decode_fits_hdu(source, int(row["hdu"]), fits)
     if ";" in source:
         unit = collect_inputs(source.split(";"), fits_bands=fits.bands).units[0]
-        return _decode_bands(unit.paths, fits)
+        return decode_bands(unit.paths, fits)
     return decode_image(source)
-
-
-def _write_png(figure, path: Path) -> Path:
-    from .predict import PNG_LEVEL
-
-    return atomic_write(path, lambda tmp: figure.save(tmp, format="PNG", compress_level=PNG_LEVEL))
 
 
 def _title(cols: dict[str, list], i: int) -> str:
     probs = [cols[c][i] for c in cols if c.startswith("prob_")]
     return f"{cols['pred_label'][i]} ({max(probs):.2f})"
+
+
+def _check_rows(cols: dict[str, list], rows: Sequence[int], catalogue: Path) -> None:
+    """Every row in ``rows`` exists, has maps and still has its input files."""
+    n = len(cols["index"])
+    for r in rows:
+        if not 0 <= r < n:
+            raise MapsError(f"row {r} is not in {catalogue} (rows 0..{n - 1})")
+        if cols["error"][r] is not None:
+            raise MapsError(f"row {r} has no attention maps: its input failed ({cols['error'][r]})")
+        missing = [p for p in cols["source"][r].split(";") if not Path(p).is_file()]
+        if missing:
+            raise MapsError(f"row {r}: its input {missing[0]} is gone; render needs the inputs.")
 
 
 def render(
@@ -101,26 +108,17 @@ def render(
 ) -> list[Path]:
     """Write the heatmap PNG of each catalogue row in ``rows`` (None: every row with maps) to ``out_dir``.
 
-    Raises :class:`.catalog_maps.MapsError` (or FileNotFoundError) with the reason when the catalogue, its
+    Raises :class:`.maps.MapsError` (or FileNotFoundError) with the reason when the catalogue, its
     maps or a row's input cannot be used; every row is checked before the first PNG is written.
     """
-    from .predict import _display_crop, _heatmap_name
-    from .viz import attention_figure
+    from ..viz import attention_figure
 
     catalogue = Path(catalogue)
     cols, meta = _read_catalogue(catalogue)
     sidecar = Path(maps) if maps is not None else maps_path(catalogue)
-    n = len(cols["index"])
     if rows is None:
-        rows = [i for i in range(n) if cols["error"][i] is None]
-    for r in rows:
-        if not 0 <= r < n:
-            raise MapsError(f"row {r} is not in {catalogue} (rows 0..{n - 1})")
-        if cols["error"][r] is not None:
-            raise MapsError(f"row {r} has no attention maps: its input failed ({cols['error'][r]})")
-        missing = [p for p in cols["source"][r].split(";") if not Path(p).is_file()]
-        if missing:
-            raise MapsError(f"row {r}: its input {missing[0]} is gone; render needs the inputs.")
+        rows = [i for i in range(len(cols["index"])) if cols["error"][i] is None]
+    _check_rows(cols, rows, catalogue)
     attrs, stored = read_maps(sidecar, rows)
     if attrs.get("run_fingerprint") != meta.get("run_fingerprint"):
         raise MapsError(f"{sidecar} belongs to another run than {catalogue}; pass the catalogue's own maps.")
@@ -129,10 +127,9 @@ def render(
     for r, row_maps in zip(rows, stored, strict=True):
         row = {k: cols[k][r] if k in cols else None for k in ("index", "source", "row", "hdu")}
         try:
-            display = _display_crop(_source_image(row, meta), crop_pct)
+            display = display_crop(_source_image(row, meta), crop_pct)
         except ValueError as exc:  # InputError: the input changed since the run
             raise MapsError(f"row {r}: cannot decode its input {row['source']}: {exc}") from None
         figure = attention_figure(display, row_maps, title=_title(cols, r))
-        path = Path(out_dir) / _heatmap_name(row)
-        written.append(_write_png(figure, path))
+        written.append(write_png(figure, Path(out_dir) / heatmap_name(row)))
     return written

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ._io import atomic_write
+from .._io import atomic_write
 
 __all__ = ["MAPS_SUFFIX", "MapsError", "maps_path", "merge_maps", "read_maps", "write_maps_part"]
 
