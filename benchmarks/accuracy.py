@@ -772,7 +772,7 @@ def run_row(
 ) -> Path:
     """Calibrate, train (or resume) ``row`` with ``seed``, add D4 TTA, store the small result files."""
     from timm_galaxy_attn.labels import MIRROR_LABEL_SWAPS
-    from timm_galaxy_attn.predict import load_model
+    from timm_galaxy_attn.catalog import load_model
 
     budget_minutes = row.budget_minutes or budget_minutes
     dest = result_dir(results_dir, row.name, seed)
