@@ -1,7 +1,7 @@
 """``load_galaxy_dataset``: one call from a source name or path to a cached, leak-free DatasetDict.
 
-Build: rows are read lazily into a ``datasets`` Arrow table (``Dataset.from_generator`` for HDF5 and
-synthetic images, ``load_dataset("parquet" | "imagefolder")`` for parquet files and folders), every
+Build: rows are read lazily into a ``datasets`` Arrow table (``read.py``: ``Dataset.from_generator`` for
+HDF5 and synthetic images, ``load_dataset("parquet" | "imagefolder")`` for parquet files and folders), every
 image is hashed on its decoded pixels, groups are formed (``splits.group_images``) and split
 (``splits.grouped_stratified_split``), and the DatasetDict is saved under
 ``<cache_dir>/<key>/``. The key hashes the source's identity (absolute path, size, mtime of each file),
@@ -27,8 +27,8 @@ import numpy as np
 
 from .._io import sha256_json
 from ..catalog.inputs import IMAGE_SUFFIXES as _IMAGE_SUFFIXES
-from ..labels import DATASET_CLASSES
-from .hdf5 import GalaxyDataError, inspect_hdf5, iter_hdf5_rows
+from .hdf5 import GalaxyDataError
+from .read import read_all_rows
 from .sources import HUB_REPOS, default_cache_dir, hub_available, resolve_gz1_sdss, resolve_official_file
 from .splits import (
     SPLIT_NAMES,
@@ -36,7 +36,6 @@ from .splits import (
     group_images,
     grouped_stratified_split,
     iau_name_to_radec,
-    pixel_hash,
 )
 
 __all__ = ["load_galaxy_dataset", "split_info"]
@@ -61,102 +60,6 @@ def _file_identity(paths: list[Path]) -> list[list]:
         st = p.stat()
         out.append([str(p.resolve()), st.st_size, st.st_mtime_ns])
     return out
-
-
-def _features(names: tuple[str, ...], radec: bool, extra: dict | None = None) -> datasets.Features:
-    f = {"image": datasets.Image(), "label": datasets.ClassLabel(names=list(names))}
-    if radec:
-        f["ra"] = datasets.Value("float64")
-        f["dec"] = datasets.Value("float64")
-    f.update(extra or {})
-    f["_hash"] = datasets.Value("binary")
-    return datasets.Features(f)
-
-
-def _from_generator(
-    gen, gen_kwargs: dict, features: datasets.Features, work: Path, key: str
-) -> datasets.Dataset:
-    try:
-        return datasets.Dataset.from_generator(
-            gen, features=features, gen_kwargs=gen_kwargs, cache_dir=str(work / "gen"), fingerprint=key
-        )
-    except datasets.exceptions.DatasetGenerationError as err:
-        cause = err.__cause__
-        while cause is not None and not isinstance(cause, GalaxyDataError | OSError):
-            cause = cause.__cause__
-        if cause is not None:
-            raise cause from err
-        raise
-
-
-def _synthetic_rows(n_per_class: int, image_size: int, synthetic_seed: int):
-    from .synthetic import make_synthetic_galaxies
-
-    syn = make_synthetic_galaxies(n_per_class, image_size, seed=synthetic_seed)
-    for img, label, mask in zip(syn.images, syn.labels, syn.masks, strict=True):
-        yield {
-            "image": img,
-            "label": int(label),
-            "mask": mask.astype(np.uint8) * 255,
-            "_hash": pixel_hash(img),
-        }
-
-
-def _hash_images(ds: datasets.Dataset, origin: str) -> list[bytes]:
-    """Decode every image (checking it is readable) and hash its pixels; errors name the row."""
-    from PIL import Image
-    from tqdm.auto import tqdm
-
-    raw = ds.cast_column("image", datasets.Image(decode=False))
-    hashes = []
-    for i, item in enumerate(tqdm(raw["image"], desc=f"checking images of {origin}", leave=False)):
-        try:
-            if item.get("bytes") is not None:
-                import io
-
-                im = Image.open(io.BytesIO(item["bytes"]))
-            else:
-                im = Image.open(item["path"])
-            hashes.append(pixel_hash(np.asarray(im.convert("RGB"))))
-        except Exception as err:  # noqa: BLE001 - any decoder failure is a bad image
-            where = f" ({item.get('path')})" if item.get("path") else ""
-            raise GalaxyDataError(
-                f"{origin}: row {i}{where}: unreadable image ({type(err).__name__}: {err}). "
-                f"Remove or replace that image."
-            ) from err
-    return hashes
-
-
-def _check_labels(ds: datasets.Dataset, names: tuple[str, ...] | None, origin: str) -> datasets.Dataset:
-    if "image" not in ds.column_names or "label" not in ds.column_names:
-        raise GalaxyDataError(
-            f"{origin}: needs columns 'image' and 'label' (found {ds.column_names}); image folders need one "
-            f"sub-folder per class."
-        )
-    feat = ds.features["label"]
-    if isinstance(feat, datasets.ClassLabel):
-        if names is not None and tuple(feat.names) != tuple(names):
-            raise GalaxyDataError(
-                f"{origin}: class names {feat.names} differ from the expected {list(names)}."
-            )
-        names = tuple(feat.names)
-    elif names is None:
-        raise GalaxyDataError(
-            f"{origin}: column 'label' holds plain values ({feat}), not class names; pass "
-            f"dataset_name='galaxy10_decals'|'galaxy10_sdss'|'gz1_sdss' to name the classes."
-        )
-    labels = np.asarray(ds["label"])
-    if labels.dtype.kind not in "iu":
-        raise GalaxyDataError(f"{origin}: column 'label' must hold integers, got {labels.dtype}.")
-    bad = np.flatnonzero((labels < 0) | (labels >= len(names)))
-    if len(bad):
-        raise GalaxyDataError(
-            f"{origin}: row {bad[0]} has label {labels[bad[0]]}, outside 0..{len(names) - 1} "
-            f"({len(bad)} bad rows). Fix the labels or pass the right dataset_name."
-        )
-    if not isinstance(feat, datasets.ClassLabel):
-        ds = ds.cast_column("label", datasets.ClassLabel(names=list(names)))
-    return ds
 
 
 def _local_files(path: Path) -> tuple[str, list[Path]]:
@@ -228,41 +131,6 @@ def _resolve(
     return {"kind": kind, "name": str(p), "files": files, "kw": kw, "dataset_name": dataset_name, "root": p}
 
 
-def _read_all_rows(
-    plan: dict, work: Path, key: str
-) -> tuple[datasets.Dataset | datasets.DatasetDict, str | None]:
-    """Read the source into Arrow (with a ``_hash`` column); returns the data and its dataset name."""
-    kind = plan["kind"]
-    if kind == "synthetic":
-        names = DATASET_CLASSES["galaxy10_decals"]
-        feats = _features(names, False, {"mask": datasets.Image()})
-        ds = _from_generator(_synthetic_rows, plan["kw"], feats, work, key)
-        return ds, "galaxy10_decals"
-    if kind == "hdf5":
-        layout = inspect_hdf5(plan["files"][0], plan["dataset_name"])
-        feats = _features(DATASET_CLASSES[layout.dataset_name], layout.has_radec)
-        gk = {"path": str(layout.path), "has_radec": layout.has_radec}
-        return _from_generator(iter_hdf5_rows, gk, feats, work, key), layout.dataset_name
-    if kind == "hub":
-        dd = datasets.load_dataset(plan["repo"], cache_dir=str(work / "gen"))
-    elif kind == "parquet":
-        if len(plan["files"]) > 1 or plan.get("root") is not None and Path(plan["root"]).is_dir():
-            dd = datasets.load_dataset("parquet", data_dir=str(plan["root"]), cache_dir=str(work / "gen"))
-        else:
-            files = [str(f) for f in plan["files"]]
-            dd = datasets.load_dataset("parquet", data_files={"train": files}, cache_dir=str(work / "gen"))
-    else:
-        dd = datasets.load_dataset("imagefolder", data_dir=str(plan["root"]), cache_dir=str(work / "gen"))
-    names = DATASET_CLASSES.get(plan["dataset_name"]) if plan["dataset_name"] else None
-    out = {}
-    for split_name, ds in dd.items():
-        origin = f"{plan['name']} [{split_name}]"
-        ds = _check_labels(ds, names, origin)
-        ds = ds.add_column("_hash", _hash_images(ds, origin))
-        out[split_name] = ds
-    return datasets.DatasetDict(out), plan["dataset_name"]
-
-
 def _sky_and_keys(ds: datasets.Dataset, group_column: str | None, origin: str):
     """(ra, dec, keys, positions_from_names) for grouping: ra/dec columns, the group key column, and the
     positions its IAU designations encode when the source has no ra/dec."""
@@ -308,71 +176,75 @@ def _split_one(
     return res
 
 
+def _hub_parts(
+    data: datasets.DatasetDict, plan: dict, seed, val_fraction, test_fraction, match_arcsec, group_column
+):
+    """split='hub': the source's own test split; validation carved from its train split."""
+    if "test" not in data:
+        raise ValueError(
+            f"{plan['name']}: split='hub' needs a source with its own test split (found {list(data)}); "
+            f"use split='grouped'."
+        )
+    train, test = data["train"], data["test"]
+    val_share = val_fraction / (1 - test_fraction) if test_fraction < 1 else 0
+    res = _split_one(train, seed, val_share, 0.0, match_arcsec, group_column, plan["name"])
+    parts = {
+        "train": train.select(res.indices["train"]),
+        "validation": train.select(res.indices["validation"]),
+        "test": test,
+    }
+    info = dict(
+        rule="hub: the source's own test split; validation carved from its train split by the "
+        + SPLIT_RULE.format(arcsec=match_arcsec),
+        seed=seed,
+        val_fraction=val_fraction,
+        identical_pixels_across_hub_train_test=len(set(train["_hash"]) & set(test["_hash"])),
+        grouping=res.info["grouping"],
+    )
+    return parts, info
+
+
+def _grouped_parts(
+    data: datasets.DatasetDict, plan: dict, seed, val_fraction, test_fraction, match_arcsec, group_column
+):
+    """split='grouped': every row of every source split, split anew (grouped and stratified)."""
+    full = datasets.concatenate_datasets(list(data.values())) if len(data) != 1 else next(iter(data.values()))
+    res = _split_one(full, seed, val_fraction, test_fraction, match_arcsec, group_column, plan["name"])
+    parts = {name: full.select(res.indices[name]) for name in SPLIT_NAMES}
+    return parts, dict(res.info, rule=SPLIT_RULE.format(arcsec=match_arcsec))
+
+
 def _build(
     plan, work: Path, key: str, seed, val_fraction, test_fraction, split, match_arcsec, group_column=None
 ) -> datasets.DatasetDict:
-    data, dataset_name = _read_all_rows(plan, work, key)
-    rule_extra = f"; rows with the same {group_column!r} grouped too" if group_column else ""
-    info: dict[str, Any] = {
-        "source": plan["name"],
-        "dataset_name": dataset_name,
-        "match_arcsec": match_arcsec,
-    }
+    """Read the source and split it; the split rule and counts go into every split's description."""
+    data, dataset_name = read_all_rows(plan, work, key)
     if isinstance(data, datasets.Dataset):
         data = datasets.DatasetDict({"train": data})
-    if split == "hub":
-        if "test" not in data:
-            raise ValueError(
-                f"{plan['name']}: split='hub' needs a source with its own test split (found {list(data)}); "
-                f"use split='grouped'."
-            )
-        train, test = data["train"], data["test"]
-        res = _split_one(
-            train,
-            seed,
-            val_fraction / (1 - test_fraction) if test_fraction < 1 else 0,
-            0.0,
-            match_arcsec,
-            group_column,
-            plan["name"],
-        )
-        parts = {
-            "train": train.select(res.indices["train"]),
-            "validation": train.select(res.indices["validation"]),
-        }
-        parts["test"] = test
-        leaked = len(set(train["_hash"]) & set(test["_hash"]))
-        info.update(
-            rule="hub: the source's own test split; validation carved from its train split by the "
-            + SPLIT_RULE.format(arcsec=match_arcsec)
-            + rule_extra,
-            seed=seed,
-            val_fraction=val_fraction,
-            identical_pixels_across_hub_train_test=leaked,
-            grouping=res.info["grouping"],
-        )
-    elif split == "grouped":
-        if len(data) != 1:
-            full = datasets.concatenate_datasets(list(data.values()))
-        else:
-            full = next(iter(data.values()))
-        res = _split_one(full, seed, val_fraction, test_fraction, match_arcsec, group_column, plan["name"])
-        parts = {name: full.select(res.indices[name]) for name in SPLIT_NAMES}
-        info.update(res.info, rule=SPLIT_RULE.format(arcsec=match_arcsec) + rule_extra)
-    else:
+    splitter = {"hub": _hub_parts, "grouped": _grouped_parts}.get(split)
+    if splitter is None:
         raise ValueError(
             f"split={split!r}: use 'grouped' (leak-free, stratified) or 'hub' (the source's own)."
         )
+    parts, split_info_ = splitter(data, plan, seed, val_fraction, test_fraction, match_arcsec, group_column)
+    if group_column:
+        split_info_["rule"] += f"; rows with the same {group_column!r} grouped too"
     empty = [k for k, v in parts.items() if len(v) == 0]
     if empty:
         raise GalaxyDataError(
             f"{plan['name']}: split(s) {empty} would be empty (val_fraction={val_fraction}, "
             f"test_fraction={test_fraction}); use more images or larger fractions."
         )
-    n_cls = len(parts["train"].features["label"].names)
-    info["counts"] = {k: len(v) for k, v in parts.items()}
-    info["class_counts"] = {k: np.bincount(v["label"], minlength=n_cls).tolist() for k, v in parts.items()}
-    info["class_names"] = list(parts["train"].features["label"].names)
+    names = parts["train"].features["label"].names
+    info: dict[str, Any] = {
+        "source": plan["name"],
+        "dataset_name": dataset_name,
+        "match_arcsec": match_arcsec,
+        **split_info_,
+        "counts": {k: len(v) for k, v in parts.items()},
+        "class_counts": {k: np.bincount(v["label"], minlength=len(names)).tolist() for k, v in parts.items()},
+        "class_names": list(names),
+    }
     description = json.dumps(info, sort_keys=True)
     out = {}
     for k, v in parts.items():
@@ -401,7 +273,8 @@ def load_galaxy_dataset(
     Args:
         source: ``"galaxy10_decals"``, ``"galaxy10_sdss"`` (official astroNN HDF5: ``path``, env var
             ``GALAXY10_DECALS_PATH``/``GALAXY10_SDSS_PATH``, or download; with ``split="hub"`` the
-            Hugging Face copy), ``"gz1_sdss"`` (real SDSS sample; ``path`` or ``GZ1_SDSS_PATH``),
+            Hugging Face copy), ``"gz1_sdss"`` (real SDSS sample; ``path``, ``GZ1_SDSS_PATH`` or
+            ``$GALAXY_ATTN_DATA_DIR/gz1_sdss``),
             ``"synthetic"`` (kwargs ``n_per_class``, ``image_size``, ``synthetic_seed``), or a path to an
             astroNN-layout ``.h5``, a ``.parquet`` file, a folder of parquet files or an image folder.
         seed: split seed. val_fraction, test_fraction: per-class fractions of validation and test.
@@ -418,14 +291,7 @@ def load_galaxy_dataset(
     source extras (``mask`` for synthetic, ``sdss_objid`` for gz1_sdss). Split rule and counts:
     :func:`split_info`.
     """
-    if split not in ("grouped", "hub"):
-        raise ValueError(
-            f"split={split!r}: use 'grouped' (leak-free, stratified) or 'hub' (the source's own)."
-        )
-    if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
-        raise ValueError(
-            f"val_fraction={val_fraction}, test_fraction={test_fraction}: each in [0, 1), sum < 1."
-        )
+    _check_split_args(split, val_fraction, test_fraction)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     plan = _resolve(source, path, dataset_name, split, cache, dict(source_kwargs))
     ident = {
@@ -442,12 +308,30 @@ def load_galaxy_dataset(
         ident["group_column"] = group_column
     key = sha256_json(ident)[:24]
     final = cache / f"{plan['kind']}-{key}"
-    if (final / "dataset_dict.json").is_file():
-        return datasets.load_from_disk(str(final))
+    if not (final / "dataset_dict.json").is_file():
+        _build_into(final, key, plan, seed, val_fraction, test_fraction, split, match_arcsec, group_column)
+    return datasets.load_from_disk(str(final))
+
+
+def _check_split_args(split: str, val_fraction: float, test_fraction: float) -> None:
+    if split not in ("grouped", "hub"):
+        raise ValueError(
+            f"split={split!r}: use 'grouped' (leak-free, stratified) or 'hub' (the source's own)."
+        )
+    if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
+        raise ValueError(
+            f"val_fraction={val_fraction}, test_fraction={test_fraction}: each in [0, 1), sum < 1."
+        )
+
+
+def _build_into(final: Path, key: str, plan: dict, *split_args: Any) -> None:
+    """Build the dataset in a temporary folder beside ``final`` and move it into place (a concurrent build
+    that got there first wins)."""
+    cache = final.parent
     cache.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".tmp-{key}-", dir=cache))
     try:
-        dsdict = _build(plan, work, key, seed, val_fraction, test_fraction, split, match_arcsec, group_column)
+        dsdict = _build(plan, work, key, *split_args)
         dsdict.save_to_disk(str(work / "out"))
         try:
             os.replace(work / "out", final)
@@ -456,4 +340,3 @@ def load_galaxy_dataset(
                 raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return datasets.load_from_disk(str(final))
