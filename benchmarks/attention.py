@@ -40,103 +40,26 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+from _common import write_json, write_text
+from attention_measures import (  # noqa: F401  (area_resize ... centre_prior: faithfulness.py uses them from here)
+    BLANK_ENTROPY,
+    PEAKED_MASS,
+    area_resize,
+    as_distribution,
+    brightness,
+    centre_prior,
+    describe,
+    mass_inside,
+    normalised_entropy,
+    null_maps,
+    peak_mass,
+    spearman,
+    top_iou,
+)
+from attention_report import markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
-TOP_FRACTION = 0.2
-BLANK_ENTROPY = 0.98  # normalised entropy above which a map is called blank (near uniform)
-PEAKED_MASS = 0.5  # largest single-position mass above which a map is called collapsed to one pixel
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Map arithmetic (numpy / torch, no model)
-# ----------------------------------------------------------------------------------------------------------
-
-
-def area_resize(a: np.ndarray | torch.Tensor, size: tuple[int, int]) -> np.ndarray:
-    """(N, H, W) -> (N, h, w) by area averaging (adaptive average pooling)."""
-    t = torch.as_tensor(np.asarray(a, dtype=np.float64)).unsqueeze(1)
-    return F.adaptive_avg_pool2d(t, size).squeeze(1).numpy()
-
-
-def as_distribution(maps: np.ndarray) -> np.ndarray:
-    """Each (h, w) map scaled to sum to 1 (a softmax map is unchanged)."""
-    m = np.clip(np.asarray(maps, dtype=np.float64), 0, None)
-    s = m.sum(axis=(1, 2), keepdims=True)
-    return np.where(s > 0, m / np.where(s > 0, s, 1), 1.0 / (m.shape[1] * m.shape[2]))
-
-
-def brightness(images_hwc: np.ndarray) -> np.ndarray:
-    """(N, H, W, 3) uint8 -> (N, H, W) mean of the three bands."""
-    return np.asarray(images_hwc, dtype=np.float64).mean(axis=-1)
-
-
-def centre_prior(n: int, size: tuple[int, int], sigma_frac: float = 1 / 6) -> np.ndarray:
-    """A centred isotropic Gaussian (sigma = sigma_frac of the side), one per image, summing to 1."""
-    h, w = size
-    yy, xx = np.meshgrid((np.arange(h) + 0.5) / h - 0.5, (np.arange(w) + 0.5) / w - 0.5, indexing="ij")
-    g = np.exp(-(xx**2 + yy**2) / (2 * sigma_frac**2))
-    return np.broadcast_to(g / g.sum(), (n, h, w)).copy()
-
-
-def null_maps(images_hwc: np.ndarray, size: tuple[int, int]) -> dict[str, np.ndarray]:
-    """Uniform, brightness-proportional and centred-Gaussian maps at ``size``, each summing to 1."""
-    n = len(images_hwc)
-    return {
-        "uniform": np.full((n, *size), 1.0 / (size[0] * size[1])),
-        "brightness": as_distribution(area_resize(brightness(images_hwc), size)),
-        "centre": centre_prior(n, size),
-    }
-
-
-def mass_inside(maps: np.ndarray, masks: np.ndarray) -> np.ndarray:
-    """Per image: attention mass inside the mask; the mask is area-averaged to the map (fractional cells)."""
-    m = as_distribution(maps)
-    frac = area_resize(masks.astype(np.float64), m.shape[1:])
-    return (m * frac).sum(axis=(1, 2))
-
-
-def _ranks(v: np.ndarray) -> np.ndarray:
-    """Average ranks along the last axis (ties share their mean rank)."""
-    from scipy.stats import rankdata
-
-    return rankdata(v, axis=-1)
-
-
-def spearman(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Per image Spearman rank correlation of two (N, h, w) maps (0 where a map is constant)."""
-    ra, rb = _ranks(a.reshape(len(a), -1)), _ranks(b.reshape(len(b), -1))
-    ra, rb = ra - ra.mean(1, keepdims=True), rb - rb.mean(1, keepdims=True)
-    den = np.sqrt((ra**2).sum(1) * (rb**2).sum(1))
-    return np.where(den > 0, (ra * rb).sum(1) / np.where(den > 0, den, 1), 0.0)
-
-
-def top_iou(a: np.ndarray, b: np.ndarray, fraction: float = TOP_FRACTION) -> np.ndarray:
-    """Per image IoU of the top ``fraction`` positions of two (N, h, w) maps (ties broken by position)."""
-    flat_a, flat_b = a.reshape(len(a), -1), b.reshape(len(b), -1)
-    k = max(1, int(round(fraction * flat_a.shape[1])))
-    top_a = np.zeros(flat_a.shape, dtype=bool)
-    top_b = np.zeros(flat_b.shape, dtype=bool)
-    np.put_along_axis(top_a, np.argsort(-flat_a, axis=1, kind="stable")[:, :k], True, axis=1)
-    np.put_along_axis(top_b, np.argsort(-flat_b, axis=1, kind="stable")[:, :k], True, axis=1)
-    return (top_a & top_b).sum(1) / (top_a | top_b).sum(1)
-
-
-def normalised_entropy(maps: np.ndarray) -> np.ndarray:
-    """Per image entropy of the map as a distribution over positions, divided by log(positions)."""
-    p = as_distribution(maps).reshape(len(maps), -1)
-    h = -(p * np.log(np.where(p > 0, p, 1))).sum(1)
-    return h / np.log(p.shape[1])
-
-
-def peak_mass(maps: np.ndarray) -> np.ndarray:
-    return as_distribution(maps).reshape(len(maps), -1).max(1)
-
-
-def _stats(v: np.ndarray) -> dict[str, float]:
-    v = np.asarray(v, dtype=np.float64)
-    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "n": int(len(v))}
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -182,35 +105,33 @@ def class_sample(labels: np.ndarray, per_class: int, num_classes: int) -> list[i
 # ----------------------------------------------------------------------------------------------------------
 
 
-def train_synthetic(run_dir: Path, epochs: int, per_class: int) -> None:
-    """A small galaxy_attn_vgg_small run on the synthetic set through training/train.py (resumable)."""
+def _train(run_dir: Path, what: str, args: Sequence[str]) -> None:
+    """training/train.py with ``args`` into ``run_dir``, every epoch's checkpoint kept; resumes a cut run and
+    does nothing for a finished one."""
     if (run_dir / "metrics.json").is_file():
         return
-    cmd = [
-        sys.executable,
-        str(ROOT / "training" / "train.py"),
+    cmd = [sys.executable, str(ROOT / "training" / "train.py"), *args]
+    cmd += ["--keep-checkpoints", "1000", "--output-dir", str(run_dir)]
+    if (run_dir / "train_config.json").is_file():
+        cmd.append("--resume")
+    print(f"training the {what} model:", " ".join(cmd[1:]), flush=True)
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    subprocess.run(cmd, cwd=ROOT, env=env, check=True)
+
+
+def train_synthetic(run_dir: Path, epochs: int, per_class: int) -> None:
+    """A small galaxy_attn_vgg_small run on the synthetic set through training/train.py (resumable)."""
+    args = [
         "--dataset",
         "synthetic",
         "--synthetic-per-class",
         str(per_class),
         "--model",
         "galaxy_attn_vgg_small",
-        "--image-size",
-        "32",
-        "--epochs",
-        str(epochs),
-        "--num-heatmaps",
-        "10",
-        "--keep-checkpoints",
-        "1000",
-        "--output-dir",
-        str(run_dir),
     ]
-    if (run_dir / "train_config.json").is_file():
-        cmd.append("--resume")
-    print("training the synthetic model:", " ".join(cmd[1:]), flush=True)
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
-    subprocess.run(cmd, cwd=ROOT, env=env, check=True)
+    _train(
+        run_dir, "synthetic", [*args, "--image-size", "32", "--epochs", str(epochs), "--num-heatmaps", "10"]
+    )
 
 
 def train_overfit(
@@ -225,21 +146,12 @@ def train_overfit(
     """``model`` with ``recipe`` (ours by default, or ``'paper'``) on ``train_samples`` real gz1_sdss training
     images for ``epochs`` epochs (the benchmark's split), every epoch's checkpoint kept (resumable). Pass the
     shipped row's model and input (128 px, stem stride 4)."""
-    if (run_dir / "metrics.json").is_file():
-        return
-    cmd = [
-        sys.executable,
-        str(ROOT / "training" / "train.py"),
+    args = [
         *("--dataset", "gz1_sdss", "--split-seed", "0", "--max-train-samples", str(train_samples)),
         *("--model", model, "--recipe", recipe, "--image-size", str(image_size)),
-        *("--stem-stride", str(stem_stride)),
-        *("--epochs", str(epochs), "--keep-checkpoints", "1000", "--output-dir", str(run_dir)),
+        *("--stem-stride", str(stem_stride), "--epochs", str(epochs)),
     ]
-    if (run_dir / "train_config.json").is_file():
-        cmd.append("--resume")
-    print("training the overfitting model:", " ".join(cmd[1:]), flush=True)
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
-    subprocess.run(cmd, cwd=ROOT, env=env, check=True)
+    _train(run_dir, "overfitting", args)
 
 
 def part_synthetic(run_dir: Path, n_per_class: int, seed: int, picture: Path | None) -> dict[str, Any]:
@@ -258,16 +170,16 @@ def part_synthetic(run_dir: Path, n_per_class: int, seed: int, picture: Path | N
         "images": int(len(x)),
         "generator_seed": seed,
         "accuracy_on_these": float((logits.argmax(1) == syn.labels).mean()),
-        "mask_area_fraction": _stats(syn.masks.reshape(len(x), -1).mean(1)),
+        "mask_area_fraction": describe(syn.masks.reshape(len(x), -1).mean(1)),
         "estimators": {},
     }
     for j, m in enumerate(maps):
         nulls = null_maps(syn.images, m.shape[1:])
         share = mass_inside(m, syn.masks)
-        entry = {"map_size": list(m.shape[1:]), "attention": _stats(share)}
+        entry = {"map_size": list(m.shape[1:]), "attention": describe(share)}
         for name, null in nulls.items():
             null_share = mass_inside(null, syn.masks)
-            entry[name] = _stats(null_share)
+            entry[name] = describe(null_share)
             entry[f"beats_{name}"] = float((share > null_share).mean())
         out["estimators"][f"attn{j + 1}"] = entry
     if picture is not None:
@@ -317,20 +229,20 @@ def part_real(
         nulls = null_maps(hwc, m.shape[1:])
         entry: dict[str, Any] = {"map_size": list(m.shape[1:])}
         for name in ("brightness", "centre"):
-            entry[f"spearman_{name}"] = _stats(spearman(m, nulls[name]))
-            entry[f"iou_top20_{name}"] = _stats(top_iou(m, nulls[name]))
-        entry["normalised_entropy"] = _stats(normalised_entropy(m))
+            entry[f"spearman_{name}"] = describe(spearman(m, nulls[name]))
+            entry[f"iou_top20_{name}"] = describe(top_iou(m, nulls[name]))
+        entry["normalised_entropy"] = describe(normalised_entropy(m))
         out["estimators"][f"attn{j + 1}"] = entry
     size = maps[0].shape[1:]
     nulls = null_maps(hwc, size)
     out["brightness_vs_centre"] = {
         "map_size": list(size),
-        "spearman": _stats(spearman(nulls["brightness"], nulls["centre"])),
-        "iou_top20": _stats(top_iou(nulls["brightness"], nulls["centre"])),
+        "spearman": describe(spearman(nulls["brightness"], nulls["centre"])),
+        "iou_top20": describe(top_iou(nulls["brightness"], nulls["centre"])),
     }
     rng = np.random.default_rng(0)
     rand = rng.random((len(y), *size))
-    out["random_map_iou_top20_with_brightness"] = _stats(top_iou(rand, nulls["brightness"]))
+    out["random_map_iou_top20_with_brightness"] = describe(top_iou(rand, nulls["brightness"]))
     if picture is not None:
         idx = class_sample(y, per_class, len(names))
         titles = [f"true: {names[y[i]]} | pred: {names[logits[i].argmax()]}" for i in idx]
@@ -421,84 +333,6 @@ def part_epochs(run_dir: Path, limit: int | None) -> dict[str, Any]:
     }
 
 
-# ----------------------------------------------------------------------------------------------------------
-# Report
-# ----------------------------------------------------------------------------------------------------------
-
-
-def _ms(s: dict[str, float], digits: int = 3) -> str:
-    return f"{s['mean']:.{digits}f} +- {s['std']:.{digits}f}"
-
-
-def markdown(res: dict[str, Any]) -> str:
-    md = []
-    if "synthetic" in res:
-        s = res["synthetic"]
-        md.append(
-            "### (a) Synthetic galaxies: attention mass inside the class-defining mask\n\n"
-            f"{s['images']} fresh "
-            f"synthetic galaxies (generator seed {s['generator_seed']}); model accuracy on them "
-            f"{100 * s['accuracy_on_these']:.1f}%; the mask covers "
-            f"{100 * s['mask_area_fraction']['mean']:.1f}% "
-            "of the image on average. Share of attention mass inside the mask (mean +- sd over images); "
-            "'beats' = share of images where the estimator puts more mass in the mask than the null map.\n\n"
-            "| estimator | map | attention | uniform | brightness | centre Gaussian | beats brightness | "
-            "beats centre |\n|---|---|---|---|---|---|---|---|"
-        )
-        for name, e in s["estimators"].items():
-            md.append(
-                f"| {name} | {e['map_size'][0]}x{e['map_size'][1]} | {_ms(e['attention'])} | "
-                f"{_ms(e['uniform'])} | {_ms(e['brightness'])} | {_ms(e['centre'])} | "
-                f"{100 * e['beats_brightness']:.0f}% | {100 * e['beats_centre']:.0f}% |"
-            )
-        md.append("")
-    if "real" in res:
-        r = res["real"]
-        md.append(
-            f"### (b) Real gz1_sdss validation galaxies ({r['images']} images, `{r['model']}`)\n\n"
-            "Per image Spearman correlation and top-20% IoU of each map with the brightness map and the "
-            "centre prior (mean +- sd).\n\n| estimator | map | Spearman brightness | IoU brightness | "
-            "Spearman centre | IoU centre | normalised entropy |\n|---|---|---|---|---|---|---|"
-        )
-        for name, e in r["estimators"].items():
-            md.append(
-                f"| {name} | {e['map_size'][0]}x{e['map_size'][1]} | {_ms(e['spearman_brightness'])} | "
-                f"{_ms(e['iou_top20_brightness'])} | {_ms(e['spearman_centre'])} | "
-                f"{_ms(e['iou_top20_centre'])} | "
-                f"{_ms(e['normalised_entropy'])} |"
-            )
-        bc = r["brightness_vs_centre"]
-        md.append(
-            f"\nFor scale: brightness vs centre prior, Spearman {_ms(bc['spearman'])}, top-20% IoU "
-            f"{_ms(bc['iou_top20'])}; a random map's top-20% IoU with brightness "
-            f"{_ms(r['random_map_iou_top20_with_brightness'])}.\n"
-        )
-    for key, title in (("epochs", "(c) Across epochs"), ("overfit", "(d) Overfitting on purpose")):
-        if key not in res:
-            continue
-        e = res[key]
-        md.append(
-            f"### {title} (`{e['run']}`, {e['dataset']}, {e['images']} held-out images, best epoch "
-            f"{e['best_epoch']})\n\nNormalised entropy (1 = uniform) and largest single-position mass of "
-            f"each map; 'blank' = entropy > {BLANK_ENTROPY} or peak > {PEAKED_MASS}.\n\n"
-            "| epoch | train acc | val acc | val macro-F1 | attn1 entropy / peak / blank "
-            "| attn2 entropy / peak / blank | attn3 entropy / peak / blank |\n|---|---|---|---|---|---|---|"
-        )
-        for row in e["epochs"]:
-            md.append(
-                f"| {row['epoch']} | {row['train_accuracy']:.3f} | {row['val_accuracy']:.3f} | "
-                f"{row['val_macro_f1']:.3f} | "
-                + " | ".join(
-                    f"{row[f'attn{j}_entropy']:.3f} / {row[f'attn{j}_peak']:.3f} / "
-                    f"{100 * row[f'attn{j}_blank_share']:.0f}%"
-                    for j in (1, 2, 3)
-                )
-                + " |"
-            )
-        md.append("")
-    return "\n".join(md) + "\n"
-
-
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--parts", nargs="+", choices=("synthetic", "real", "epochs", "overfit"), default=None)
@@ -561,11 +395,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.overfit_model,
         )
         res["overfit"] = part_epochs(args.overfit_run, args.limit)
-    args.out.mkdir(parents=True, exist_ok=True)
-    for name, text in (("results.json", json.dumps(res, indent=2) + "\n"), ("results.md", markdown(res))):
-        tmp = args.out / f".{name}.tmp"
-        tmp.write_text(text)
-        os.replace(tmp, args.out / name)
+    write_json(args.out / "results.json", res)
+    write_text(args.out / "results.md", markdown(res))
     print(markdown(res))
     return 0
 

@@ -56,7 +56,7 @@ class AugmentedBatches(Dataset):
         )
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -65,10 +65,11 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3, help="loader epochs over gz1_sdss train")
     parser.add_argument("--train-steps", type=int, default=4)
     parser.add_argument("--model", default="galaxy_attn_vgg")
-    args = parser.parse_args()
-    torch.set_num_threads(max(1, (os.cpu_count() or 2)))
-    res: dict[str, float | int | str] = {"machine_cpus": os.cpu_count() or 0, "model": args.model}
+    return parser.parse_args()
 
+
+def time_loading(model_name: str, res: dict) -> tuple[torch.nn.Module, dict, torch.Tensor, torch.Tensor]:
+    """load_galaxy_dataset cold and cached, then prepare_tensors of the train split at 32 px."""
     with tempfile.TemporaryDirectory() as cache:
         t0 = time.perf_counter()
         dd = load_galaxy_dataset("gz1_sdss", cache_dir=cache)
@@ -77,29 +78,28 @@ def main() -> None:
         dd = load_galaxy_dataset("gz1_sdss", cache_dir=cache)
         res["gz1_cached_s"] = time.perf_counter() - t0
 
-        model = timm.create_model(args.model, num_classes=6)
+        model = timm.create_model(model_name, num_classes=6)
         cfg = timm.data.resolve_model_data_config(model)
         t0 = time.perf_counter()
         x, y = prepare_tensors(dd["train"], cfg, image_size=32)
         res["prepare_tensors_s"] = time.perf_counter() - t0
         res["prepare_tensors_images"] = len(x)
+    return model, cfg, x, y
 
-    augment = BatchAugment(cfg, rotate="any", flip=True, mirror_label_swap=MIRROR_LABEL_SWAPS["gz1_sdss"])
-    loader = DataLoader(
-        AugmentedBatches(x, y, augment, args.batch_size),
-        batch_size=None,
-        shuffle=False,
-        num_workers=2,
-        persistent_workers=True,
-    )
+
+def time_loader(loader: DataLoader, epochs: int, res: dict) -> None:
+    """Images/s of the uint8 + BatchAugment loader over ``epochs`` epochs (workers already started)."""
     next(iter(loader))  # start the workers
     t0, n = time.perf_counter(), 0
-    for _ in range(args.epochs):
+    for _ in range(epochs):
         for xb, _yb in loader:
             n += len(xb)
     res["loader_images_per_s"] = n / (time.perf_counter() - t0)
     res["loader_workers"] = 2
 
+
+def time_training(model: torch.nn.Module, loader: DataLoader, steps: int, res: dict) -> None:
+    """Training images/s (bf16 autocast, channels_last, SGD) on the loader's batches, after one warm-up."""
     model = model.to(memory_format=torch.channels_last).train()
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     batches = iter(loader)
@@ -116,15 +116,14 @@ def main() -> None:
 
     step()  # warm-up
     t0, n = time.perf_counter(), 0
-    for _ in range(args.train_steps):
+    for _ in range(steps):
         n += step()
     res["train_images_per_s"] = n / (time.perf_counter() - t0)
     res["loader_over_train"] = res["loader_images_per_s"] / res["train_images_per_s"]
 
-    t0 = time.perf_counter()
-    make_synthetic_galaxies(1000, 64, seed=0)
-    res["synthetic_10k_64px_s"] = time.perf_counter() - t0
 
+def table(res: dict, args: argparse.Namespace) -> str:
+    """The markdown table of the measurements."""
     rows = [
         ("load_galaxy_dataset('gz1_sdss'), cold (5,665 images)", f"{res['gz1_cold_s']:.2f} s"),
         ("load_galaxy_dataset('gz1_sdss'), cached", f"{res['gz1_cached_s'] * 1000:.1f} ms"),
@@ -140,9 +139,28 @@ def main() -> None:
         ("loader / training", f"{res['loader_over_train']:.1f}x"),
         ("make_synthetic_galaxies 10k x 64x64", f"{res['synthetic_10k_64px_s']:.2f} s"),
     ]
-    print("| measurement | value |\n|---|---|")
-    for name, value in rows:
-        print(f"| {name} | {value} |")
+    return "| measurement | value |\n|---|---|\n" + "\n".join(f"| {name} | {value} |" for name, value in rows)
+
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(max(1, (os.cpu_count() or 2)))
+    res: dict[str, float | int | str] = {"machine_cpus": os.cpu_count() or 0, "model": args.model}
+    model, cfg, x, y = time_loading(args.model, res)
+    augment = BatchAugment(cfg, rotate="any", flip=True, mirror_label_swap=MIRROR_LABEL_SWAPS["gz1_sdss"])
+    loader = DataLoader(
+        AugmentedBatches(x, y, augment, args.batch_size),
+        batch_size=None,
+        shuffle=False,
+        num_workers=2,
+        persistent_workers=True,
+    )
+    time_loader(loader, args.epochs, res)
+    time_training(model, loader, args.train_steps, res)
+    t0 = time.perf_counter()
+    make_synthetic_galaxies(1000, 64, seed=0)
+    res["synthetic_10k_64px_s"] = time.perf_counter() - t0
+    print(table(res, args))
     out = atomic_write(args.json, lambda tmp: tmp.write_text(json.dumps(res, indent=2) + "\n"))
     print(f"wrote {out}")
 

@@ -9,11 +9,10 @@ inference, ``train`` for forward + backward. Prints a markdown table (the one in
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import timm
-from throughput import count_flops  # benchmarks/ is on sys.path when run as a script
+from _common import count_flops, write_json
 
 import timm_galaxy_attn  # noqa: F401  (registers the models)
 
@@ -63,8 +62,7 @@ def main() -> None:
             f"{r['gflop_forward']:.2f} | {r['gflop_train']:.2f} |"
         )
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+        write_json(args.json, rows)
 
 
 if __name__ == "__main__":

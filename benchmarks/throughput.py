@@ -18,7 +18,6 @@ measures what ``capture_attention`` costs. Rows marked "(auto)" are the precisio
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import time
@@ -29,11 +28,10 @@ from pathlib import Path
 import timm
 import torch
 import torch.nn.functional as F
-from torch.utils.flop_counter import FlopCounterMode
+from _common import count_flops, write_json, write_text
 
 import timm_galaxy_attn
 from timm_galaxy_attn import capture_attention
-from timm_galaxy_attn._io import atomic_write
 from timm_galaxy_attn.device import choose_precision
 
 DEFAULT_MODELS = ("galaxy_attn_vgg", "galaxy_attn_vgg_small", "resnet18", "vgg16_bn")
@@ -51,19 +49,6 @@ def matmul_peak(dtype: torch.dtype, n: int = 4096, min_time: float = 2.0) -> flo
         torch.matmul(a, b)
         best = max(best, 2 * n**3 / (time.perf_counter() - t))
     return best
-
-
-def count_flops(model: torch.nn.Module, size: int, train: bool) -> float:
-    """FLOPs per image of one forward (or forward + backward when ``train``), counted at batch 2."""
-    x = torch.randn(2, 3, size, size)
-    with FlopCounterMode(display=False) as counter:
-        if train:
-            model(x).sum().backward()
-        else:
-            with torch.no_grad():
-                model(x)
-    model.zero_grad(set_to_none=True)
-    return counter.get_total_flops() / 2
 
 
 def time_it(
@@ -188,7 +173,7 @@ def to_markdown(rows: list[dict], peaks: dict, capture: dict) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -206,18 +191,16 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.models, args.sizes, args.precisions = ["galaxy_attn_vgg"], [32], ["bf16"]
+    return args
 
-    print(
-        f"torch {torch.__version__}, timm {timm.__version__}, "
-        f"timm_galaxy_attn {timm_galaxy_attn.__version__}, {torch.get_num_threads()} threads, "
-        f"{platform.processor() or platform.machine()}",
-        flush=True,
-    )
-    auto = choose_precision("cpu")
-    print(auto.line(), flush=True)
-    peaks_before = {
-        p: matmul_peak(torch.bfloat16 if p == "bf16" else torch.float32) for p in ("bf16", "fp32")
-    }
+
+def _peaks() -> dict[str, float]:
+    """The local matmul peak (FLOP/s) in bf16 and fp32."""
+    return {p: matmul_peak(torch.bfloat16 if p == "bf16" else torch.float32) for p in ("bf16", "fp32")}
+
+
+def bench_rows(args: argparse.Namespace, auto_precision: str) -> list[dict]:
+    """One row per model, input size and precision, each beside the matmul peak measured around it."""
     rows = []
     for name in args.models:
         for size in args.sizes:
@@ -226,15 +209,30 @@ def main() -> None:
                 before = matmul_peak(dtype, min_time=1.0)
                 row = bench_model(name, size, precision, args.batch_size, args)
                 row["local_peak_flops"] = (before + matmul_peak(dtype, min_time=1.0)) / 2
-                row["auto"] = precision == auto.precision
+                row["auto"] = precision == auto_precision
                 print(
                     f"{name:24s} {size:4d}px {precision:5s} train {row['train_images_per_s']:8.1f} img/s  "
                     f"infer {row['infer_images_per_s']:8.1f} img/s",
                     flush=True,
                 )
                 rows.append(row)
+    return rows
+
+
+def main() -> None:
+    args = parse_args()
+    print(
+        f"torch {torch.__version__}, timm {timm.__version__}, "
+        f"timm_galaxy_attn {timm_galaxy_attn.__version__}, {torch.get_num_threads()} threads, "
+        f"{platform.processor() or platform.machine()}",
+        flush=True,
+    )
+    auto = choose_precision("cpu")
+    print(auto.line(), flush=True)
+    peaks_before = _peaks()
+    rows = bench_rows(args, auto.precision)
     capture = bench_capture(32, args.batch_size, args)
-    peaks_after = {p: matmul_peak(torch.bfloat16 if p == "bf16" else torch.float32) for p in ("bf16", "fp32")}
+    peaks_after = _peaks()
     peaks = {p: max(peaks_before[p], peaks_after[p]) for p in peaks_before}
     for row in rows:
         row["train_fraction_of_peak"] = row["train_tflops"] * 1e12 / row["local_peak_flops"]
@@ -254,9 +252,9 @@ def main() -> None:
         capture_attention=capture,
         command=" ".join(["python", "benchmarks/throughput.py", *sys.argv[1:]]),
     )
-    atomic_write(args.json, lambda tmp: tmp.write_text(json.dumps(result, indent=2) + "\n"))
+    write_json(args.json, result)
     if args.markdown:
-        atomic_write(args.markdown, lambda tmp: tmp.write_text(table + "\n"))
+        write_text(args.markdown, table + "\n")
     print(f"\nwrote {args.json}")
 
 

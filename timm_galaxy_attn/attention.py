@@ -34,8 +34,8 @@ class AttentionEstimator(nn.Module):
         compatibility: ``'pc'`` (parametrised, ``c_i = u . (l_i + g)``) or ``'dp'`` (``c_i = <l_i, g>``).
         normalize: ``'softmax'`` over all positions (maps sum to 1) or elementwise ``'sigmoid'``.
 
-    The forward returns the attended vector ``(B, dim)``. The normalised map of the last call is
-    handed to forward hooks as the second element of the output tuple of :meth:`forward_with_map`.
+    The forward returns ``(attended (B, dim), map (B, H, W))``: the attended vector and the normalised
+    attention map, which forward hooks (:func:`capture_attention`) read as the second element of that tuple.
     """
 
     def __init__(self, dim: int, compatibility: str = "pc", normalize: str = "softmax") -> None:
