@@ -184,6 +184,26 @@ def test_decoding_workers_give_the_same_rows(decals_model, mixed, tmp_path):
     assert threaded.equals(workers)
 
 
+def test_cpu_pipelines_give_the_rows_and_maps_of_one(decals_model, mixed, tmp_path, monkeypatch):
+    from timm_galaxy_attn.catalog import engine, maps_path, read_maps
+
+    _, inputs, _, _, _ = mixed
+    runs, threads = {}, torch.get_num_threads()
+    for plan in [(1, 2), (3, 1)]:  # one pipeline of two threads; three single-threaded pipelines
+        monkeypatch.setattr(engine, "cpu_pipelines", lambda cores=None, plan=plan: plan)
+        out = tmp_path / f"cat{plan[0]}.parquet"
+        df = predict(inputs, decals_model, out=out, maps=True, batch_size=2, progress=False)
+        ok = df.index[df["error"].isna()].tolist()
+        runs[plan] = df, read_maps(maps_path(out), ok)[1]
+    (one, one_maps), (three, three_maps) = runs.values()
+    assert one.equals(three) and len(one_maps) == len(three_maps) > 3
+    assert not np.array_equal(one_maps[0][0], one_maps[1][0])  # rows' maps differ...
+    for a, b in zip(one_maps, three_maps, strict=True):  # ...and each row has its own, not another batch's
+        for m, n in zip(a, b, strict=True):
+            np.testing.assert_array_equal(m, n)
+    assert torch.get_num_threads() == threads  # the intra-op thread count is restored
+
+
 def _radial_image(size: int) -> np.ndarray:
     yy, xx = np.mgrid[:size, :size] - (size - 1) / 2
     r2 = xx**2 + yy**2

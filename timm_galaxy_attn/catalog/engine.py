@@ -1,17 +1,27 @@
-"""Batches in, probabilities out: the producer thread (or DataLoader workers) and the model's inference.
+"""Batches in, probabilities out: decoding and the model's inference, overlapped.
 
-A producer decodes batches (:class:`.batches.BatchDecoder`) ahead of the model and hands them over through
-a bounded queue; :class:`Engine` normalises each uint8 batch on the device and runs the model, with
-optional D4 test-time augmentation (:mod:`..tta`) and the attention maps
-(:func:`..attention.capture_attention`).
+:class:`Engine` normalises a uint8 batch on the device and runs the model, with optional D4 test-time
+augmentation (:mod:`..tta`) and the attention maps (:func:`..attention.capture_attention`).
+:func:`predicted_batches` feeds it decoded batches (:class:`.batches.BatchDecoder`) in one of two ways:
+
+* On the CPU (no DataLoader workers): ``P`` pipelines, each a thread that decodes a whole batch and runs
+  it through its own copy of the model, with ``cores // P`` intra-op threads each (:func:`cpu_pipelines`).
+  Decoding and the forward then share the cores without a producer preempting the threads of an
+  intra-op parallel region (which stalls all of them at its barrier). Measured against the bare forward
+  by ``benchmarks/predict.py`` (docs/throughput.md).
+* On a GPU, or with ``num_workers`` > 0: a producer (a thread, or DataLoader worker processes) decodes
+  ahead through a bounded queue, in page-locked memory on CUDA, and the model runs in the calling thread.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import copy
 import queue
 import threading
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -25,7 +35,7 @@ from .table import class_columns
 if TYPE_CHECKING:
     from .options import PredictOptions
 
-__all__ = ["Engine", "iterate_batches"]
+__all__ = ["Engine", "cpu_pipelines", "iterate_batches", "predicted_batches"]
 
 
 def _threaded(decoder: BatchDecoder, prefetch: int, pin: bool = False) -> Iterator[dict[str, Any]]:
@@ -155,3 +165,63 @@ class Engine:
         out = {k: v.cpu() for k, v in out.items()}
         out["maps"] = maps
         return out
+
+    def replica(self) -> Engine:
+        """This engine with its own copy of the model (for a pipeline thread: its own attention hooks)."""
+        twin = copy.copy(self)
+        twin.model = copy.deepcopy(self.model)
+        return twin
+
+
+def cpu_pipelines(cores: int | None = None) -> tuple[int, int]:
+    """(pipelines, intra-op threads each) for a CPU run over ``cores`` (default: torch's thread count).
+
+    Up to 4 pipelines of ``cores // pipelines`` threads: small batches of a small CNN use many threads
+    poorly, several independent forwards use them well (measured on 2 cores: benchmarks/predict.py).
+    """
+    cores = max(1, cores or torch.get_num_threads())
+    pipelines = min(cores, 4)
+    return pipelines, max(1, cores // pipelines)
+
+
+def _pipelined(
+    decoder: BatchDecoder, engine: Engine, want_maps: bool, pipelines: int, threads: int
+) -> Iterator[tuple[dict[str, Any], dict[str, Any] | None]]:
+    """(batch, result) in order, each batch decoded and predicted by one of ``pipelines`` threads."""
+    local = threading.local()
+
+    def work(b: int) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        if not hasattr(local, "engine"):
+            local.engine = engine.replica()
+        batch = decoder[b]
+        return batch, local.engine.run(batch["x"], want_maps) if batch["x"] is not None else None
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)  # pool threads take it up at their first op
+    pending: collections.deque = collections.deque()
+    try:
+        with ThreadPoolExecutor(pipelines, thread_name_prefix="galaxy-attn") as pool:
+            try:
+                for b in range(len(decoder)):
+                    pending.append(pool.submit(work, b))
+                    if len(pending) > 2 * pipelines:  # a bounded look-ahead
+                        yield pending.popleft().result()
+                while pending:
+                    yield pending.popleft().result()
+            finally:
+                for future in pending:
+                    future.cancel()
+    finally:
+        torch.set_num_threads(previous)
+
+
+def predicted_batches(
+    decoder: BatchDecoder, engine: Engine, want_maps: bool, num_workers: int = 0, prefetch: int = 2
+) -> Iterator[tuple[dict[str, Any], dict[str, Any] | None]]:
+    """(decoded batch, engine result or None where no row decoded) in order (module doc)."""
+    if engine.device.type == "cpu" and num_workers <= 0:
+        yield from _pipelined(decoder, engine, want_maps, *cpu_pipelines())
+        return
+    pin = engine.device.type == "cuda"
+    for batch in iterate_batches(decoder, num_workers, prefetch, pin):
+        yield batch, engine.run(batch["x"], want_maps) if batch["x"] is not None else None

@@ -24,7 +24,7 @@ from .._io import sha256_json
 from ..device import PRECISIONS, announce, choose_precision
 from ..labels import MIRROR_LABEL_SWAPS
 from .batches import BatchDecoder
-from .engine import Engine, iterate_batches
+from .engine import Engine, predicted_batches
 from .geometry import ModelPixels
 from .heatmaps import write_heatmaps
 from .inputs import InputList, collect_inputs
@@ -131,11 +131,14 @@ def _plan(loaded: LoadedModel, opts: PredictOptions, items: InputList, dev: torc
 
 
 def commit_batch(
-    batch: dict[str, Any], engine: Engine, schema, parts_dir: Path, heat_dir: Path | None
+    batch: dict[str, Any],
+    result: dict[str, Any] | None,
+    engine: Engine,
+    schema,
+    parts_dir: Path,
+    heat_dir: Path | None,
 ) -> int:
-    """Predict one decoded batch and commit it: heatmap PNGs, the maps part, then the rows' part."""
-    want_maps = heat_dir is not None or engine.opts.maps
-    result = engine.run(batch["x"], want_maps) if batch["x"] is not None else None
+    """Commit one predicted batch: heatmap PNGs, the maps part, then the rows' part."""
     if heat_dir is not None and result is not None:
         write_heatmaps(batch, result, engine.loaded.label_names, heat_dir)
     start, end = batch["range"]
@@ -173,8 +176,9 @@ def _predict_share(
     t_run = time.perf_counter()
     bar = tqdm(total=hi - lo, initial=n_resumed, unit="img", desc="galaxy-attn predict", disable=not show)
     try:
-        for batch in iterate_batches(decoder, **loader):
-            done_now = commit_batch(batch, plan.engine, plan.schema, parts_dir, heat_dir)
+        want_maps = heat_dir is not None or plan.opts.maps
+        for batch, result in predicted_batches(decoder, plan.engine, want_maps, **loader):
+            done_now = commit_batch(batch, result, plan.engine, plan.schema, parts_dir, heat_dir)
             n_processed += done_now
             bar.update(done_now)
     finally:
@@ -238,7 +242,7 @@ def run_predict(
     barrier()
     n = len(items)
     share = (n * rank // world, n * (rank + 1) // world)
-    loader = {"num_workers": num_workers, "prefetch": prefetch, "pin": dev.type == "cuda"}
+    loader = {"num_workers": num_workers, "prefetch": prefetch}
     n_processed, n_resumed, seconds = _predict_share(
         plan, parts_dir, share, batch_size, loader, progress and is_main
     )
