@@ -599,12 +599,9 @@ def report(results_dir: Path, n_boot: int = 1000, quiet: bool = False) -> dict[s
 
 
 def _recipe(name: str) -> dict[str, Any]:
-    sys.path.insert(0, str(TRAIN_SCRIPT.parent))
-    try:
-        import train  # training/train.py: its RECIPES are the one definition of the recipes
-    finally:
-        sys.path.pop(0)
-    return train.RECIPES[name]
+    from timm_galaxy_attn.training import RECIPES  # the one definition of the recipes (train.py's)
+
+    return RECIPES[name]
 
 
 def build_model(row: Row, num_classes: int):

@@ -22,6 +22,14 @@ import timm_galaxy_attn  # noqa: F401 - registers the models and the transformer
 from timm_galaxy_attn.data import GalaxyDataError, load_galaxy_dataset
 from timm_galaxy_attn.data.splits import iau_name_to_radec
 from timm_galaxy_attn.hf import save_pretrained_folder
+from timm_galaxy_attn.training import (
+    finetune_data_config,
+    finetune_model,
+    head_parameter_names,
+    load_pretrained,
+    make_lr_lambda,
+    make_optimizer,
+)
 
 SHIPPED_TAG = "galaxy_attn_vgg_tiny_s4.gz1_sdss"
 # A data config no dataset default has: the runs must take it from the weights.
@@ -132,7 +140,7 @@ def test_parquet_with_own_classes_splits_grouped_and_deterministic(
 
 def test_fresh_head_and_backbone_equal_to_the_pretrained_weights(pretrained_dir: Path) -> None:
     reference = safetensors.torch.load_file(str(pretrained_dir / "model.safetensors"))
-    model = train.finetune_model(train.load_pretrained(cfg_for(pretrained_dir)), 2, cfg_for(pretrained_dir))
+    model = finetune_model(load_pretrained(cfg_for(pretrained_dir)), 2, cfg_for(pretrained_dir))
     assert model.num_classes == 2 and model.get_classifier().out_features == 2
     state = model.state_dict()
     assert set(state) == set(reference)
@@ -140,24 +148,24 @@ def test_fresh_head_and_backbone_equal_to_the_pretrained_weights(pretrained_dir:
         if not key.startswith("fc."):
             assert torch.equal(value, reference[key]), key
     assert reference["fc.weight"].shape[0] == 3 and state["fc.weight"].shape[0] == 2
-    data_config = train.finetune_data_config(model, cfg_for(pretrained_dir))
+    data_config = finetune_data_config(model, cfg_for(pretrained_dir))
     assert data_config["crop_pct"] == 0.75 and data_config["mean"] == (0.1, 0.2, 0.3)
     assert data_config["input_size"] == (3, 128, 128)
 
 
 def test_backbone_lr_group_is_scaled(pretrained_dir: Path) -> None:
     cfg = cfg_for(pretrained_dir, backbone_lr_scale=0.1)
-    model = train.finetune_model(train.load_pretrained(cfg), 2, cfg)
-    optimizer = train.make_optimizer(model, cfg)
+    model = finetune_model(load_pretrained(cfg), 2, cfg)
+    optimizer = make_optimizer(model, cfg)
     groups = {g["name"]: g for g in optimizer.param_groups}
     assert groups["head"]["lr"] == pytest.approx(1e-3) and groups["backbone"]["lr"] == pytest.approx(1e-4)
     named = dict(model.named_parameters())
-    head = {id(named[n]) for n in train.head_parameter_names(model)}
+    head = {id(named[n]) for n in head_parameter_names(model)}
     assert {id(p) for p in groups["head"]["params"]} == head
-    assert {n.split(".")[0] for n in train.head_parameter_names(model)} == {"fc", "attn1", "attn2", "attn3"}
+    assert {n.split(".")[0] for n in head_parameter_names(model)} == {"fc", "attn1", "attn2", "attn3"}
     all_ids = {id(p) for g in groups.values() for p in g["params"]}
     assert all_ids == {id(p) for p in model.parameters()}
-    lr_lambda = train.make_lr_lambda(
+    lr_lambda = make_lr_lambda(
         {"epochs": 2, "sched": "cosine", "warmup_epochs": 1, "decay_epochs": 25, "decay_rate": 0.5}, 3
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda)
@@ -223,10 +231,10 @@ def test_command_line_error_has_no_traceback(tmp_path: Path) -> None:
 def test_shipped_tag_loads_with_its_data_config() -> None:
     if SHIPPED_TAG not in timm.list_pretrained("galaxy_attn*"):
         pytest.skip(f"{SHIPPED_TAG} is not registered with weights in this tree")
-    model = train.load_pretrained({"model": SHIPPED_TAG, "pretrained": True, "drop_rate": None})
-    config = train.finetune_data_config(model, {"image_size": None, "crop_pct": None})
+    model = load_pretrained({"model": SHIPPED_TAG, "pretrained": True, "drop_rate": None})
+    config = finetune_data_config(model, {"image_size": None, "crop_pct": None})
     assert config["input_size"] == (3, 128, 128) and config["crop_pct"] == 0.5
-    assert train.finetune_model(model, 2, {}).get_classifier().out_features == 2
+    assert finetune_model(model, 2, {}).get_classifier().out_features == 2
 
 
 def shipped_folder() -> Path:

@@ -16,6 +16,17 @@ from PIL import Image
 from train_script import run_train, train
 
 import timm_galaxy_attn
+from timm_galaxy_attn.training import (
+    class_weights,
+    create_model,
+    epoch_order,
+    heatmap_indices,
+    lr_factor,
+    make_lr_lambda,
+    parse_args,
+    resolve_config,
+    resolve_data_config,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TINY = [
@@ -160,9 +171,9 @@ def test_unknown_dataset_and_model_names(tmp_path: Path) -> None:
     with pytest.raises(train.TrainingError, match=r"Unknown model 'resnet181'.*Did you mean"):
         train.main([*TINY, "--model", "resnet181", "--output-dir", str(tmp_path / "b")])
     with pytest.raises(train.TrainingError, match="--stem-stride only apply to galaxy_attn_vgg"):
-        train.create_model(
-            train.resolve_config(
-                train.parse_args([*TINY, "--model", "resnet18", "--stem-stride", "2", "--output-dir", "x"])[0]
+        create_model(
+            resolve_config(
+                parse_args([*TINY, "--model", "resnet18", "--stem-stride", "2", "--output-dir", "x"])[0]
             ),
             None,
             10,
@@ -192,12 +203,12 @@ def test_bad_input_exits_with_a_message_from_the_command_line(tmp_path: Path) ->
 
 
 def test_paper_recipe_halves_the_lr_every_25_epochs() -> None:
-    args, _ = train.parse_args(["--dataset", "synthetic", "--recipe", "paper", "--output-dir", "x"])
-    cfg = train.resolve_config(args)
+    args, _ = parse_args(["--dataset", "synthetic", "--recipe", "paper", "--output-dir", "x"])
+    cfg = resolve_config(args)
     assert (cfg["optimizer"], cfg["lr"], cfg["momentum"], cfg["weight_decay"]) == ("sgd", 0.1, 0.9, 5e-4)
     assert (cfg["batch_size"], cfg["image_size"], cfg["sched"]) == (128, 32, "step")
     spe = 7
-    factor = train.make_lr_lambda(cfg, steps_per_epoch=spe)
+    factor = make_lr_lambda(cfg, steps_per_epoch=spe)
     assert factor(0) == 1.0
     assert factor(25 * spe - 1) == 1.0  # last step of epoch 25 (index 24)
     assert factor(25 * spe) == 0.5  # first step of epoch 26 (index 25)
@@ -206,19 +217,19 @@ def test_paper_recipe_halves_the_lr_every_25_epochs() -> None:
 
 def test_default_recipe_warms_up_then_decays_by_cosine() -> None:
     kw = dict(steps_per_epoch=10, epochs=10, sched="cosine", warmup_epochs=1, min_factor=0.01)
-    f = [train.lr_factor(s, **kw) for s in range(100)]
+    f = [lr_factor(s, **kw) for s in range(100)]
     assert f[0] == pytest.approx(0.1) and f[9] == pytest.approx(1.0)
     assert all(a < b for a, b in zip(f[:9], f[1:10], strict=True))  # warmup rises
     assert all(a >= b for a, b in zip(f[10:-1], f[11:], strict=True))  # cosine falls
     assert f[-1] == pytest.approx(0.01, abs=1e-3)
-    assert train.lr_factor(55, **kw) == pytest.approx(0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * 0.5)))
+    assert lr_factor(55, **kw) == pytest.approx(0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * 0.5)))
 
 
 def test_explicit_arguments_override_the_recipe() -> None:
-    args, explicit = train.parse_args(
+    args, explicit = parse_args(
         ["--dataset", "synthetic", "--recipe", "paper", "--lr", "0.05", "--flip", "--output-dir", "x"]
     )
-    cfg = train.resolve_config(args)
+    cfg = resolve_config(args)
     assert cfg["lr"] == 0.05 and cfg["flip"] is True and cfg["momentum"] == 0.9
     assert explicit == {
         "dataset": "synthetic",
@@ -227,7 +238,7 @@ def test_explicit_arguments_override_the_recipe() -> None:
         "flip": True,
         "output_dir": "x",
     }
-    default = train.resolve_config(train.parse_args(["--dataset", "synthetic", "--output-dir", "x"])[0])
+    default = resolve_config(parse_args(["--dataset", "synthetic", "--output-dir", "x"])[0])
     assert (
         default["optimizer"] == "adamw"
         and default["mixed_precision"] == "auto"  # resolved to bf16 on CPUs with native bf16
@@ -237,36 +248,96 @@ def test_explicit_arguments_override_the_recipe() -> None:
 
 def test_a_variant_brings_its_input_size_and_takes_the_tags_it_has() -> None:
     def cfg_for(*extra: str) -> dict:
-        return train.resolve_config(
-            train.parse_args(["--dataset", "gz1_sdss", *extra, "--output-dir", "x"])[0]
-        )
+        return resolve_config(parse_args(["--dataset", "gz1_sdss", *extra, "--output-dir", "x"])[0])
 
     s4 = cfg_for("--model", "galaxy_attn_vgg_small_s4")
-    assert train.resolve_data_config("gz1_sdss", s4)["input_size"] == (3, 128, 128)  # not the 32 px default
-    assert train.resolve_data_config("gz1_sdss", cfg_for())["input_size"] == (3, 32, 32)
-    assert train.resolve_data_config(
+    assert resolve_data_config("gz1_sdss", s4)["input_size"] == (3, 128, 128)  # not the 32 px default
+    assert resolve_data_config("gz1_sdss", cfg_for())["input_size"] == (3, 32, 32)
+    assert resolve_data_config(
         "gz1_sdss", cfg_for("--model", "galaxy_attn_vgg_small_s4", "--image-size", "256")
     )["input_size"] == (3, 256, 256)
-    tiny = train.create_model(cfg_for("--model", "galaxy_attn_vgg_tiny_s4"), "gz1_sdss", 6)
+    tiny = create_model(cfg_for("--model", "galaxy_attn_vgg_tiny_s4"), "gz1_sdss", 6)
     assert tiny.stem_stride == 4 and tiny.pretrained_cfg["tag"] == "gz1_sdss"  # its tag: the class names
-    model = train.create_model(s4, "gz1_sdss", 6)  # no tag of the variant (no weights): the bare variant
+    model = create_model(s4, "gz1_sdss", 6)  # no tag of the variant (no weights): the bare variant
     assert model.stem_stride == 4 and model.num_classes == 6 and not model.pretrained_cfg.get("tag")
 
 
 def test_class_weights_and_balanced_order() -> None:
     labels = torch.tensor([0] * 90 + [1] * 10)
-    w = train.class_weights(labels, 2, power=1.0)
+    w = class_weights(labels, 2, power=1.0)
     assert w[labels].mean() == pytest.approx(1.0) and w[1] / w[0] == pytest.approx(9.0)
     cfg = {"seed": 3, "balance": "sampler", "balance_power": 1.0}
-    order = train.epoch_order(cfg, 0, labels, 2)
-    assert torch.equal(order, train.epoch_order(cfg, 0, labels, 2))  # same (seed, epoch), same order
-    assert not torch.equal(order, train.epoch_order(cfg, 1, labels, 2))
+    order = epoch_order(cfg, 0, labels, 2)
+    assert torch.equal(order, epoch_order(cfg, 0, labels, 2))  # same (seed, epoch), same order
+    assert not torch.equal(order, epoch_order(cfg, 1, labels, 2))
     assert 0.35 < (labels[order] == 1).float().mean() < 0.65  # the rare class drawn about half the time
-    perm = train.epoch_order({"seed": 3, "balance": "none"}, 0, labels, 2)
+    perm = epoch_order({"seed": 3, "balance": "none"}, 0, labels, 2)
     assert sorted(perm.tolist()) == list(range(100))
 
 
 def test_heatmap_galaxies_cover_the_classes() -> None:
     labels = torch.tensor([2, 2, 0, 1, 0, 2, 1])
-    assert train.heatmap_indices(labels, 4) == [2, 3, 0, 4]
-    assert sorted(train.heatmap_indices(labels, 99)) == list(range(7))
+    assert heatmap_indices(labels, 4) == [2, 3, 0, 4]
+    assert sorted(heatmap_indices(labels, 99)) == list(range(7))
+
+
+def test_parser_options_are_the_config_fields() -> None:
+    import dataclasses
+
+    from timm_galaxy_attn.training import TrainConfig, build_parser
+
+    dests = {a.dest for a in build_parser()._actions if a.dest != "help"}
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    assert fields - dests == {"command", "timm_galaxy_attn_version"} and dests <= fields
+    cfg = resolve_config(parse_args(["--dataset", "synthetic", "--output-dir", "x"])[0])
+    assert isinstance(cfg, TrainConfig) and cfg.lr == 2e-3 and cfg.compile is False
+
+
+def test_torch_schedulers_give_the_closed_form_rates_of_every_group() -> None:
+    from timm_galaxy_attn.training import build_scheduler
+
+    def closed_form(step: int, spe: int, cfg: dict) -> float:
+        warmup = int(round(cfg["warmup_epochs"] * spe))
+        if step < warmup:
+            return (step + 1) / warmup
+        if cfg["sched"] == "step":
+            return cfg["decay_rate"] ** ((step // spe) // cfg["decay_epochs"])
+        if cfg["sched"] == "constant":
+            return 1.0
+        progress = min((step - warmup) / max(cfg["epochs"] * spe - warmup, 1), 1.0)
+        return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress))
+
+    for sched, warmup, rate in (
+        ("cosine", 1.5, 0.5),
+        ("step", 2, 0.3),
+        ("step", 0, 0.5),
+        ("constant", 1, 0.5),
+    ):
+        cfg = dict(epochs=6, sched=sched, warmup_epochs=warmup, decay_epochs=2, decay_rate=rate)
+        params = [torch.zeros(1, requires_grad=True), torch.zeros(1, requires_grad=True)]
+        optimizer = torch.optim.AdamW(
+            [{"params": params[:1], "lr": 1e-3}, {"params": params[1:], "lr": 1e-4}]
+        )
+        scheduler = build_scheduler(optimizer, cfg, steps_per_epoch=4)
+        for step in range(6 * 4 + 1):
+            expected = closed_form(step, 4, cfg)
+            head, backbone = (g["lr"] for g in optimizer.param_groups)
+            assert head == pytest.approx(1e-3 * expected, rel=1e-12), (sched, step)
+            assert backbone == pytest.approx(1e-4 * expected, rel=1e-12), (sched, step)
+            optimizer.step()
+            scheduler.step()
+
+
+def test_compile_flag_compiles_the_training_model(monkeypatch, tmp_path: Path, dataset_cache: Path) -> None:
+    compiled = []
+
+    def fake_compile(model, *args, **kwargs):
+        compiled.append(model)
+        return model
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    out = tmp_path / "compiled"
+    argv = [*TINY, "--epochs", "1", "--compile", "--stop-after-steps", "1", "--output-dir", str(out)]
+    assert run_train(argv) == 0
+    assert len(compiled) == 1 and isinstance(compiled[0], timm_galaxy_attn.GalaxyAttnVGG)
+    assert json.loads((out / "train_config.json").read_text())["compile"] is True
