@@ -307,3 +307,20 @@ def test_folder_listing_is_sorted_and_recursive(tmp_path):
         "b/2.png",
         "c/x_g.fits",
     ]
+
+
+def test_compile_gives_the_rows_of_eager_and_refuses_maps(decals_model, mixed, tmp_path):
+    from timm_galaxy_attn import capture_attention
+
+    _, inputs, _, _, _ = mixed
+    kw = dict(batch_size=4, progress=False, precision="fp32")
+    eager = predict(inputs[:5], decals_model, **kw)
+    compiled = predict(inputs[:5], decals_model, compile=True, **kw)
+    cols = [c for c in eager.columns if c.startswith("prob_")]
+    assert (eager["pred_id"].fillna(-1) == compiled["pred_id"].fillna(-1)).all()
+    np.testing.assert_allclose(compiled[cols].to_numpy(float), eager[cols].to_numpy(float), atol=1e-5)
+    with pytest.raises(ValueError, match="--compile cannot give attention maps"):
+        predict(inputs[:5], decals_model, compile=True, maps=True, out=tmp_path / "c.parquet", **kw)
+    model = load_model(decals_model).model
+    with pytest.raises(ValueError, match="needs the eager model"), capture_attention(torch.compile(model)):
+        pass

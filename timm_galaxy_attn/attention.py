@@ -86,6 +86,11 @@ def capture_attention(model: nn.Module) -> Iterator[list[torch.Tensor]]:
             logits = model(images)
         a1, a2, a3 = maps
     """
+    if isinstance(getattr(model, "_orig_mod", None), nn.Module):  # torch.compile(model)
+        raise ValueError(
+            "capture_attention needs the eager model: a torch.compile'd one skips the hooks and would give "
+            "no maps. Pass the module you compiled (compiled._orig_mod)."
+        )
     estimators = [m for m in model.modules() if isinstance(m, AttentionEstimator)]
     if not estimators:
         raise ValueError(

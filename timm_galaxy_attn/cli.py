@@ -99,6 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--mirror-swap", type=_swaps, help="class ids that swap under a mirror for --tta d4, e.g. 1:2"
     )
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the model (inductor; tens of seconds first; not with --maps/--heatmaps)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an --out made by a different run")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     fits = p.add_argument_group("FITS")
@@ -211,6 +216,7 @@ def _predict(args: argparse.Namespace) -> int:
         heatmaps=args.heatmaps,
         maps=args.maps,
         jpeg_draft=args.jpeg_draft,
+        compile=args.compile,
         mirror_label_swaps=args.mirror_swap,
         fits=FitsOptions(
             planes=args.fits_planes,

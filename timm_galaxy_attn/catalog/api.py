@@ -39,6 +39,7 @@ def predict(
     heatmaps: str | os.PathLike | None = None,
     maps: bool = False,
     jpeg_draft: bool = False,
+    compile: bool = False,
     image_size: int | None = None,
     batch_size: int = 32,
     precision: str = "auto",
@@ -61,6 +62,7 @@ def predict(
     ``maps=True`` stores the attention maps in ``<out>.maps.h5`` (give ``out`` to keep them);
     JPEGs are decoded at full size (the timm transform's pixels exactly); ``jpeg_draft=True`` decodes large
     ones at 1/2-1/8 scale where the crop keeps the pixels the model reads (faster; probabilities move a bit).
+    ``compile=True`` runs the model through ``torch.compile`` (not with maps or heatmaps).
 
     Example::
 
@@ -77,6 +79,7 @@ def predict(
         heatmaps=str(heatmaps) if heatmaps is not None else None,
         maps=maps,
         jpeg_draft=jpeg_draft,
+        compile=compile,
         mirror_label_swaps=mirror_label_swaps,
         fits=fits or FitsOptions(),
     )

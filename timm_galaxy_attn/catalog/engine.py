@@ -115,6 +115,8 @@ class Engine:
         self.model = loaded.model.to(device).eval()
         if opts.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        if opts.compile:  # each pipeline's replica is a copy of the compiled module (recompiles quickly)
+            self.model = torch.compile(self.model)
         self.columns = class_columns(loaded.label_names)
         self.mirror_perm = mirror_permutation(len(loaded.label_names), opts.mirror_label_swaps, device)
 

@@ -25,6 +25,7 @@ class PredictOptions:
     fits: FitsOptions = dataclasses.field(default_factory=FitsOptions)
     maps: bool = False  # the attention maps as arrays, in <out>.maps.h5 (catalog.maps)
     jpeg_draft: bool = False  # JPEGs decoded at 1/2^k scale where the crop keeps its pixels (catalog.decode)
+    compile: bool = False  # torch.compile the model (not with maps or heatmaps: it skips the attention hooks)
 
 
 @dataclasses.dataclass

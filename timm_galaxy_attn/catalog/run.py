@@ -66,6 +66,11 @@ def _check_options(opts: PredictOptions, out: Path) -> None:
         raise ValueError(f"tta={opts.tta!r} is not supported; choose 'none' or 'd4'.")
     if opts.precision not in PRECISIONS:
         raise ValueError(f"precision={opts.precision!r} is not supported; choose one of {PRECISIONS}.")
+    if opts.compile and (opts.maps or opts.heatmaps):
+        raise ValueError(
+            "--compile cannot give attention maps: the compiled model skips the hooks that --maps and "
+            "--heatmaps read. Drop --compile, or the map options."
+        )
     if out.suffix.lower() not in (".parquet", ".csv"):
         raise ValueError(f"--out {out} must end in .parquet or .csv.")
 
@@ -116,6 +121,7 @@ def _plan(loaded: LoadedModel, opts: PredictOptions, items: InputList, dev: torc
         "tta": opts.tta,
         "mirror_label_swaps": {str(k): v for k, v in opts.mirror_label_swaps.items()},
         "precision": opts.precision,
+        "compile": opts.compile,
         "channels_last": opts.channels_last,
         "data_config": {k: list(v) if isinstance(v, tuple) else v for k, v in data_config.items()},
         "fits": dataclasses.asdict(opts.fits),
