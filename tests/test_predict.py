@@ -324,3 +324,29 @@ def test_compile_gives_the_rows_of_eager_and_refuses_maps(decals_model, mixed, t
     model = load_model(decals_model).model
     with pytest.raises(ValueError, match="needs the eager model"), capture_attention(torch.compile(model)):
         pass
+
+
+def test_the_gpu_producer_thread_yields_in_order_and_hands_on_failures():
+    from timm_galaxy_attn.catalog.engine import iterate_batches
+
+    class Batches:  # what BatchDecoder gives: len() batches, each a dict with "x"
+        def __init__(self, fail_at=None):
+            self.fail_at = fail_at
+
+        def __len__(self):
+            return 5
+
+        def __getitem__(self, b):
+            if b == self.fail_at:
+                raise OSError(f"disk gone at batch {b}")
+            return {"x": torch.full((1,), b), "range": (b, b + 1)}
+
+    got = [int(item["x"]) for item in iterate_batches(Batches(), num_workers=0, prefetch=1)]
+    assert got == [0, 1, 2, 3, 4]
+    seen = []
+    with pytest.raises(OSError, match="disk gone at batch 3"):
+        for item in iterate_batches(Batches(fail_at=3), num_workers=0, prefetch=1):
+            seen.append(int(item["x"]))
+    assert seen == [0, 1, 2]
+    first = next(iter(iterate_batches(Batches(), num_workers=0, prefetch=1)))  # an abandoned consumer
+    assert int(first["x"]) == 0

@@ -38,44 +38,53 @@ if TYPE_CHECKING:
 __all__ = ["Engine", "cpu_pipelines", "iterate_batches", "predicted_batches"]
 
 
-def _threaded(decoder: BatchDecoder, prefetch: int, pin: bool = False) -> Iterator[dict[str, Any]]:
-    """Yield decoder batches produced by a background thread through a bounded queue (``pin``: in
-    page-locked memory, for asynchronous copies to a GPU)."""
-    q: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
-    stop = threading.Event()
-    done = object()
+class _Producer(threading.Thread):
+    """Decodes the batches of ``decoder`` into a bounded queue (``pin``: in page-locked memory, for
+    asynchronous copies to a GPU); a failure is queued for the consumer; stops when ``stop`` is set."""
 
-    def produce() -> None:
+    DONE = object()
+
+    def __init__(self, decoder: BatchDecoder, prefetch: int, pin: bool) -> None:
+        super().__init__(name="galaxy-attn-decode", daemon=True)
+        self.decoder, self.pin = decoder, pin
+        self.queue: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
+        self.stop = threading.Event()
+
+    def _put(self, item: Any) -> bool:
+        """Queue ``item``, waiting while the queue is full; False once the consumer has stopped."""
+        while not self.stop.is_set():
+            try:
+                self.queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run(self) -> None:
         try:
-            for b in range(len(decoder)):
-                item = decoder[b]
-                if pin and item["x"] is not None:
+            for b in range(len(self.decoder)):
+                item = self.decoder[b]
+                if self.pin and item["x"] is not None:
                     item["x"] = item["x"].pin_memory()
-                while not stop.is_set():
-                    try:
-                        q.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not self._put(item):
                     return
-            q.put(done)
+            self.queue.put(self.DONE)
         except BaseException as exc:  # hand the failure to the consumer
-            q.put(exc)
+            self.queue.put(exc)
 
-    thread = threading.Thread(target=produce, name="galaxy-attn-decode", daemon=True)
-    thread.start()
+
+def _threaded(decoder: BatchDecoder, prefetch: int, pin: bool = False) -> Iterator[dict[str, Any]]:
+    """Yield decoder batches produced by a background thread (:class:`_Producer`)."""
+    producer = _Producer(decoder, prefetch, pin)
+    producer.start()
     try:
-        while True:
-            item = q.get()
-            if item is done:
-                return
+        while (item := producer.queue.get()) is not _Producer.DONE:
             if isinstance(item, BaseException):
                 raise item
             yield item
     finally:
-        stop.set()
-        thread.join(timeout=5)
+        producer.stop.set()
+        producer.join(timeout=5)
 
 
 def iterate_batches(
