@@ -89,7 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="channels_last memory format (default: where it helps)",
     )
-    p.add_argument("--num-workers", type=int, default=0, help="decoding processes (0: one decoding thread)")
+    p.add_argument(
+        "--num-workers",
+        type=int,
+        default=0,
+        help="decoding processes (0: on the CPU each inference thread decodes its own batches; on a GPU, "
+        "one decoding thread)",
+    )
     p.add_argument(
         "--device", help="cpu, cuda, cuda:1 ... (default: cuda when available; accelerate's under launch)"
     )
@@ -106,6 +112,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--overwrite", action="store_true", help="replace an --out made by a different run")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_fits_options(p)
+    _add_render_parser(sub)
+    _add_export_parser(sub)
+    return parser
+
+
+def _add_fits_options(p: argparse.ArgumentParser) -> None:
+    """How predict turns FITS cubes and band files into RGB."""
     fits = p.add_argument_group("FITS")
     fits.add_argument(
         "--fits-planes", type=_planes, default=(2, 1, 0), help="cube planes for R,G,B (default 2,1,0)"
@@ -116,9 +130,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fits.add_argument("--lupton-q", type=float, default=8.0, help="make_lupton_rgb Q (default 8)")
     fits.add_argument("--lupton-minimum", type=float, default=0.0, help="make_lupton_rgb minimum (default 0)")
-    _add_render_parser(sub)
-    _add_export_parser(sub)
-    return parser
 
 
 def _add_map_options(p: argparse.ArgumentParser) -> None:
