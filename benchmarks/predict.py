@@ -20,6 +20,7 @@ import json
 import os
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -90,6 +91,57 @@ def tool_throughput(files: list[Path], loaded, tmp: Path, **kw) -> float:
     return len(files) / seconds
 
 
+def stage_costs(files: list[Path], loaded, model, choice, batch: int, size: int) -> dict[str, float]:
+    """Per-image seconds on one thread of decoding (JPEG to the model's pixels) and of the forward, and the
+    ceiling they set: with every core busy, no overlap beats cores / (decode + forward) images/s."""
+    from timm.data import resolve_model_data_config
+
+    from timm_galaxy_attn.catalog.decode import open_image
+    from timm_galaxy_attn.catalog.geometry import ModelPixels
+
+    pixels = ModelPixels(dict(resolve_model_data_config(loaded.model)))
+    cores = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        t0 = time.perf_counter()
+        for file in files:
+            pixels(*open_image(str(file)))
+        decode = (time.perf_counter() - t0) / len(files)
+        forward = 1 / bare_throughput(model, choice, len(files), batch, size)
+    finally:
+        torch.set_num_threads(cores)
+    return {"decode_s": decode, "forward_s": forward, "cores": cores, "ceiling": cores / (decode + forward)}
+
+
+def stage_costs_in_run(files: list[Path], loaded, tmp: Path, batch: int) -> dict[str, float]:
+    """CPU seconds per image of decoding and of the forward inside one ``predict`` run (the pipelines
+    running together), from each thread's CPU clock around ``BatchDecoder.__getitem__`` and ``Engine.run``."""
+    from timm_galaxy_attn.catalog import batches, engine
+
+    spent = {"decode_s": 0.0, "forward_s": 0.0}
+    lock = threading.Lock()
+
+    def clocked(key: str, fn):
+        def wrapper(*args, **kwargs):
+            t0 = time.thread_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                with lock:
+                    spent[key] += time.thread_time() - t0
+
+        return wrapper
+
+    originals = batches.BatchDecoder.__getitem__, engine.Engine.run
+    batches.BatchDecoder.__getitem__ = clocked("decode_s", originals[0])
+    engine.Engine.run = clocked("forward_s", originals[1])
+    try:
+        tool_throughput(files, loaded, tmp, batch_size=batch, device="cpu")
+    finally:
+        batches.BatchDecoder.__getitem__, engine.Engine.run = originals
+    return {k: v / len(files) for k, v in spent.items()}
+
+
 def draft_check(files: list[Path], loaded, folder: Path, factor: int = 2) -> dict[str, object]:
     """Probabilities with and without the JPEG draft decode, on the JPEGs enlarged ``factor`` times.
 
@@ -131,7 +183,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--data", default=str(DATA), help="gz1_sdss parquet with JPEG bytes in 'image'")
-    parser.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "predict.json"))
+    parser.add_argument(
+        "--json",
+        default=str(ROOT / "benchmarks" / "results" / "predict.json"),
+        help="where the JSON goes (benchmarks/speed.py keeps it inside its own)",
+    )
+    parser.add_argument("--shared", action="store_true", help="record that other jobs shared the machine")
     args = parser.parse_args()
     loaded = load_model(DEFAULT_TAG)
     size = loaded.pretrained_cfg["input_size"][-1]
@@ -159,25 +216,29 @@ def main() -> None:
                 speed = tool_throughput(inputs, loaded, tmp, **common, **kw)
                 best[mode] = max(best.get(mode, 0.0), speed)
                 print(f"round {r + 1}: bare {bare:.1f}, {mode} {speed:.1f} images/s", flush=True)
+        costs = stage_costs(files, loaded, model, choice, args.batch_size, size)
+        costs["in_run"] = stage_costs_in_run(files, loaded, tmp, args.batch_size)
+        best["ceiling: cores / (decode + forward), one thread each"] = costs["ceiling"]
         check = draft_check(files[:200], loaded, tmp / "big")
-    report(args, best, {m: len(v[0]) for m, v in modes.items()}, choice, size, check)
+    report(args, best, {m: len(v[0]) for m, v in modes.items()}, choice, size, check, costs)
 
 
-def report(args, best: dict[str, float], n_of: dict[str, int], choice, size: int, check: dict) -> None:
+def report(args, best: dict, n_of: dict[str, int], choice, size: int, check: dict, costs: dict) -> None:
     """Print the markdown table and write the JSON."""
     bare = best["bare model (forward only)"]
     n_of = {"bare model (forward only)": args.n, **n_of}
+    n_of = {m: n_of.get(m, args.n) for m in best}
     rows = [{"mode": m, "n_images": n_of[m], "images_per_s": v, "ratio": v / bare} for m, v in best.items()]
     facts = cpu_facts()
     print(
         f"\n{DEFAULT_TAG} at {size} px, batch {args.batch_size}, {args.n} real SDSS JPEGs (423 px), "
-        f"{choice.line()}; {facts['cpu_model']}, {facts['cpus']} CPUs, SHARED with other jobs: best of "
-        f"{args.rounds} interleaved rounds\n"
+        f"{choice.line()}; {facts['cpu_model']}, {facts['cpus']} CPUs"
+        f"{', SHARED with other jobs' * args.shared}: best of {args.rounds} interleaved rounds\n"
     )
     print("| mode | images | images/s | x bare model |\n|---|---:|---:|---:|")
     for row in rows:
         print(f"| {row['mode']} | {row['n_images']} | {row['images_per_s']:.1f} | {row['ratio']:.2f} |")
-    print(f"\nJPEG draft decode: {check}")
+    print(f"\nJPEG draft decode: {check}\nPer-image seconds (alone, and inside a run): {costs}")
     result = {
         "model": DEFAULT_TAG,
         "image_size": size,
@@ -189,10 +250,12 @@ def report(args, best: dict[str, float], n_of: dict[str, int], choice, size: int
         **facts,
         "torch": torch.__version__,
         "timm": timm.__version__,
-        "machine_shared": True,
-        "note": f"the machine was shared with other jobs: best of {args.rounds} interleaved rounds",
+        "machine_shared": args.shared,
+        "note": f"best of {args.rounds} interleaved rounds"
+        + (", machine shared with other jobs" * args.shared),
         "rows": rows,
         "jpeg_draft_check": check,
+        "stage_costs_1_thread": costs,
     }
     atomic_write(args.json, lambda tmp: tmp.write_text(json.dumps(result, indent=2) + "\n"))
     print(f"\nwrote {args.json}")

@@ -63,8 +63,17 @@ def test_markdown_marks_the_auto_row_and_names_the_machine(speed):
                 "infer_fraction_of_peak": 0.1,
             },
         ],
-        "predict": [{"mode": "predict", "n_images": 9, "images_per_s": 8.0, "ratio": 0.8}],
-        "predict_setup": "9 JPEGs",
+        "predict": {
+            "native": {
+                "setup": "9 JPEGs",
+                "rows": [{"mode": "predict", "n_images": 9, "images_per_s": 8.0, "ratio": 0.8}],
+                "costs": {
+                    "decode_s": 0.0008,
+                    "forward_s": 0.0013,
+                    "in_run": {"decode_s": 0.0012, "forward_s": 0.002},
+                },
+            }
+        },
         "runtimes": [
             {
                 "model": "m",
@@ -89,6 +98,10 @@ def test_markdown_marks_the_auto_row_and_names_the_machine(speed):
     assert text.startswith("# Speed on Test CPU (2 CPUs; avx2), torch x")
     assert "| m | 32 | fp32 (auto) | 5.0 | 50% | 20.0 | 90% |" in text
     assert "| m | 32 | bf16 | 5.0 | 10% |" in text
-    assert "| predict | 9 | 8.0 | 0.80 |" in text
+    assert "| native (9 JPEGs) | predict | 9 | 8.0 | 0.80 |" in text
+    assert (
+        "- native: decode + forward CPU ms per image, one thread alone 0.80 + 1.30, "
+        "inside the run 1.20 + 2.00" in text
+    )
     assert "| m | torch.compile fp32 | 3.0 | 1.50 | 20 |" in text
     assert "| native | 100 / 0.3 | fp32 | 14.0 | 14.5 | 0.97 |" in text
