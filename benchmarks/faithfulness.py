@@ -22,18 +22,21 @@ with a 95% bootstrap interval over images. Writes faithfulness.json / .md under 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
+import runpy
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
+import attention as att  # sibling scripts: python benchmarks/<script>.py puts this folder on sys.path
+import faithfulness_lib as lib
+import faithfulness_report as report
 import numpy as np
 import torch
+from _common import write_json, write_text
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -49,20 +52,6 @@ CASCADE: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("block 2 (conv 3-4)", ("stages.1",)),
     ("block 1 (conv 1-2)", ("stages.0",)),
 )
-
-
-def _sibling(name: str, folder: Path = HERE) -> ModuleType:
-    """Import <folder>/<name>.py once (as ``bench_<name>``), however this file was loaded."""
-    key = f"bench_{name}"
-    if key not in sys.modules:
-        spec = importlib.util.spec_from_file_location(key, folder / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[key] = module
-        spec.loader.exec_module(module)
-    return sys.modules[key]
-
-
-att, lib = _sibling("attention"), _sibling("faithfulness_lib")
 
 
 def _rel(path: Path) -> str:
@@ -251,7 +240,7 @@ def train_run(run_dir: Path, args: Sequence[str], in_process: bool = False) -> N
     argv = [*args, "--keep-checkpoints", "1000", "--output-dir", str(run_dir)]
     argv += ["--resume"] if (run_dir / "train_config.json").is_file() else []
     if in_process:
-        _sibling("train", ROOT / "training").main(argv)
+        runpy.run_path(str(ROOT / "training" / "train.py"))["main"](argv)
         return
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
     cmd = [sys.executable, str(ROOT / "training" / "train.py"), *argv]
@@ -270,7 +259,6 @@ def pictures(model, data_config, x: torch.Tensor, y: np.ndarray, names, deletion
 
     from timm_galaxy_attn.viz import save_map_grid
 
-    report = _sibling("faithfulness_report")
     idx = att.class_sample(y, 1, len(names))
     logits, maps = explain(model, x[idx], data_config)
     rows = [[maps[k][i] for k in (*ESTIMATORS, "gradcam", "gradcam10")] for i in range(len(idx))]
@@ -338,7 +326,6 @@ def _train_needed(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    report = _sibling("faithfulness_report")
     path = args.out / "faithfulness.json"
     res: dict[str, Any] = json.loads(path.read_text()) if path.is_file() and not args.quick else {}
     _train_needed(args)
@@ -362,10 +349,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         res["pictures"] = pictures(model, dc, x, y, names, res["deletion"], args.docs)
     args.out.mkdir(parents=True, exist_ok=True)
     text = report.markdown(res)
-    for name, body in (("faithfulness.json", json.dumps(res, indent=2) + "\n"), ("faithfulness.md", text)):
-        tmp = args.out / f".{name}.tmp"
-        tmp.write_text(body)
-        os.replace(tmp, args.out / name)
+    write_json(args.out / "faithfulness.json", res)
+    write_text(args.out / "faithfulness.md", text)
     print(text)
     return 0
 
