@@ -414,7 +414,7 @@ default_cfgs = generate_default_cfgs(
         "galaxy_attn_vgg.gz1_sdss": _shipped("galaxy_attn_vgg.gz1_sdss", label_names=GZ1_SDSS_CLASSES),
         "galaxy_attn_vgg_small": _cfg(),
         "galaxy_attn_vgg_small_s4": _cfg(**_S4),
-        # Best on validation (row ours_tiny_128s4): the catalogue's default model.
+        # Best on validation (row ours_tiny_128s4_sampler): the catalogue's default model.
         "galaxy_attn_vgg_tiny_s4.gz1_sdss": _shipped(
             "galaxy_attn_vgg_tiny_s4.gz1_sdss", label_names=GZ1_SDSS_CLASSES, **_S4
         ),
@@ -446,7 +446,7 @@ def galaxy_attn_vgg_small(pretrained: bool = False, **kwargs: Any) -> GalaxyAttn
 @register_model
 def galaxy_attn_vgg_small_s4(pretrained: bool = False, **kwargs: Any) -> GalaxyAttnVGG:
     """galaxy_attn_vgg_small with a stride-4 stem (the first two convs stride by 2): 128 px inputs for the
-    compute of 32 px ones. The ``gz1_sdss`` tag holds the shipped weights."""
+    compute of 32 px ones (no weights ship for it)."""
     model_args = dict(widths=SMALL_WIDTHS, stem_stride=4)
     return _create_galaxy_attn_vgg(
         "galaxy_attn_vgg_small_s4", pretrained=pretrained, **dict(model_args, **kwargs)
