@@ -30,11 +30,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import json
 import math
 import os
 import platform
+import runpy
 import subprocess
 import sys
 import time
@@ -55,26 +55,20 @@ DEFAULT_RESULTS = ROOT / "benchmarks" / "results" / "finetune"
 DEFAULT_RUNS = ROOT / "runs" / "benchmarks" / "finetune"
 
 
-def load_train_module():
-    """training/train.py as a module (its main runs a training in this process)."""
-    spec = importlib.util.spec_from_file_location("galaxy_train_for_finetune", TRAIN_SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def run_training(train, argv: list[str], log_path: Path) -> None:
-    """train.main(argv) with a fresh accelerate state, its output into ``log_path``."""
+def run_training(argv: list[str], log_path: Path) -> None:
+    """training/train.py's main(argv) in this process with a fresh accelerate state, its output into
+    ``log_path``."""
     from accelerate.state import AcceleratorState, GradientState
+
+    from timm_galaxy_attn.training import TrainingError
 
     AcceleratorState._reset_state(reset_partial_state=True)
     GradientState._reset_state()
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "a") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
         try:
-            code = train.main(argv)
-        except train.TrainingError as err:
+            code = runpy.run_path(str(TRAIN_SCRIPT))["main"](argv)
+        except TrainingError as err:
             print(f"error: {err}")
             code = 2
     if code != 0:
@@ -116,13 +110,15 @@ def train_argv(
     return argv
 
 
-def check_same_network(train, args: argparse.Namespace) -> dict[str, Any]:
+def check_same_network(args: argparse.Namespace) -> dict[str, Any]:
     """``--scratch-model`` must be the architecture of ``--model`` (same parameter names and shapes).
 
     Returns the pretrained weights' data config: the scratch runs get the same input."""
     import timm
 
-    pretrained = train.load_pretrained({"model": args.model, "pretrained": True, "drop_rate": None})
+    from timm_galaxy_attn.training import finetune_data_config, load_pretrained
+
+    pretrained = load_pretrained({"model": args.model, "pretrained": True, "drop_rate": None})
     scratch = timm.create_model(args.scratch_model, pretrained=False, num_classes=pretrained.num_classes)
     shapes = [{k: tuple(v.shape) for k, v in m.state_dict().items()} for m in (pretrained, scratch)]
     if shapes[0] != shapes[1]:
@@ -130,7 +126,7 @@ def check_same_network(train, args: argparse.Namespace) -> dict[str, Any]:
             f"--scratch-model {args.scratch_model!r} is not the architecture of --model {args.model!r}; give "
             "the registered name of the pretrained network (e.g. galaxy_attn_vgg_tiny_s4)."
         )
-    return train.finetune_data_config(pretrained, {"image_size": None, "crop_pct": None})
+    return finetune_data_config(pretrained, {"image_size": None, "crop_pct": None})
 
 
 def weights_sha256(model_name: str) -> str | None:
@@ -259,8 +255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.report_only:
         report(args.results_dir, args.n_boot)
         return 0
-    train = load_train_module()
-    data_config = check_same_network(train, args)
+    data_config = check_same_network(args)
     path = args.results_dir / "runs.json"
     stored = json.loads(path.read_text()) if path.is_file() else {"setup": None, "runs": []}
     done = {(r["condition"], r["seed"]) for r in stored["runs"]}
@@ -274,7 +269,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             t0 = time.time()
             sha = weights_sha256(args.model) if CONDITIONS[name].pretrained else None
             if not (out / "metrics.json").is_file():
-                run_training(train, argv_run, out.with_suffix(".log"))
+                run_training(argv_run, out.with_suffix(".log"))
             record = {**run_record(CONDITIONS[name], seed, out, argv_run), "weights_sha256": sha}
             setup = setup_record(args, record)
             if stored["setup"] is not None and _shared(stored["setup"]) != _shared(setup):
