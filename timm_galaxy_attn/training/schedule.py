@@ -68,8 +68,6 @@ def build_scheduler(
     """The run's schedule over ``cfg.epochs * steps_per_epoch`` optimizer steps (see the module doc)."""
     cfg = as_config(cfg)
     warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
-    if cfg.sched not in SCHEDULES:
-        raise ValueError(f"unknown schedule {cfg.sched!r}; choose step, cosine or constant")
     main = _main_phase(
         optimizer,
         cfg.sched,
@@ -87,10 +85,12 @@ def build_scheduler(
     return SequentialLR(optimizer, [ramp, main], milestones=[warmup])
 
 
-def make_lr_lambda(cfg: TrainConfig | Mapping[str, Any], steps_per_epoch: int) -> Callable[[int], float]:
+def make_lr_lambda(
+    cfg: TrainConfig | Mapping[str, Any], steps_per_epoch: int, min_factor: float = 0.01
+) -> Callable[[int], float]:
     """The multiplier of the base lr at each optimizer step (0-based), read off :func:`build_scheduler`."""
     probe = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
-    scheduler = build_scheduler(probe, cfg, steps_per_epoch)
+    scheduler = build_scheduler(probe, cfg, steps_per_epoch, min_factor=min_factor)
     factors = [probe.param_groups[0]["lr"]]
 
     def factor(step: int) -> float:
@@ -115,7 +115,6 @@ def lr_factor(
     min_factor: float = 0.01,
 ) -> float:
     """Multiplier of the base lr at optimizer step ``step`` (0-based) of the schedule these values give."""
-    probe = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
     cfg = dict(
         epochs=epochs,
         sched=sched,
@@ -123,8 +122,4 @@ def lr_factor(
         decay_epochs=decay_epochs,
         decay_rate=decay_rate,
     )
-    scheduler = build_scheduler(probe, cfg, steps_per_epoch, min_factor=min_factor)
-    for _ in range(step):
-        probe.step()
-        scheduler.step()
-    return probe.param_groups[0]["lr"]
+    return make_lr_lambda(cfg, steps_per_epoch, min_factor=min_factor)(step)
