@@ -35,7 +35,6 @@ import math
 import os
 import platform
 import runpy
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -43,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import write_json
+from _common import lscpu_facts, write_json
 from accuracy_scores import softmax
 from finetune_conditions import CONDITIONS, ROOT, BenchmarkError, Condition, relative_paths
 from finetune_report import report
@@ -178,13 +177,7 @@ def machine() -> dict[str, Any]:
     """CPU model (lscpu), core count, torch threads: where the times were measured."""
     import torch
 
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-        model = next(
-            line.split(":", 1)[1].strip() for line in lscpu.splitlines() if line.startswith("Model name")
-        )
-    except (OSError, StopIteration):
-        model = platform.processor() or "unknown"
+    model = lscpu_facts(())["cpu_model"]
     return {
         "cpu": model,
         "cpu_count": os.cpu_count(),

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import tempfile
 import threading
 import time
@@ -30,6 +29,7 @@ import numpy as np  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 import timm  # noqa: E402
 import torch  # noqa: E402
+from _common import lscpu_facts  # noqa: E402
 
 from timm_galaxy_attn._io import atomic_write  # noqa: E402
 from timm_galaxy_attn.catalog import load_model, predict  # noqa: E402
@@ -42,17 +42,8 @@ DATA = Path("/work/shared/data/gz1_sdss/data.parquet")
 
 def cpu_facts() -> dict[str, object]:
     """lscpu's model name and whether the CPU has the bf16 / AMX instructions."""
-    try:
-        text = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        text = ""
-    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
-    flags = set(fields.get("Flags", "").split())
-    return {
-        "cpu_model": fields.get("Model name", "unknown").strip(),
-        "cpus": os.cpu_count(),
-        **{f: f in flags for f in ("avx512_bf16", "amx_bf16", "amx_tile", "avx512f")},
-    }
+    facts = lscpu_facts(("avx512_bf16", "amx_bf16", "amx_tile", "avx512f"))
+    return {"cpu_model": facts["cpu_model"], "cpus": facts["cpus"], **facts["flags"]}
 
 
 def write_jpegs(path: Path, n: int, folder: Path) -> list[Path]:

@@ -38,10 +38,12 @@ import time
 from pathlib import Path
 
 import torch
+from _common import lscpu_facts
 
 from timm_galaxy_attn._io import atomic_write
 
-ROOT = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
 PY = sys.executable
 FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile", "amx_int8")
 AVX2_ENV = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
@@ -53,21 +55,7 @@ TRAIN_ARGS = (
 
 def machine() -> dict[str, object]:
     """lscpu's model name, core count and the instruction sets that decide the precision."""
-    try:
-        text = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        text = ""
-    fields = {
-        k.strip(): v.strip() for k, v in (line.split(":", 1) for line in text.splitlines() if ":" in line)
-    }
-    flags = set(fields.get("Flags", "").split())
-    return {
-        "cpu_model": fields.get("Model name", platform.processor() or "unknown"),
-        "cpus": os.cpu_count(),
-        "flags": {f: f in flags for f in FLAGS},
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-    }
+    return {**lscpu_facts(FLAGS), "torch": torch.__version__, "python": platform.python_version()}
 
 
 def run(args: list[str], env: dict[str, str] | None = None) -> None:
@@ -77,20 +65,16 @@ def run(args: list[str], env: dict[str, str] | None = None) -> None:
 
 
 def matmul_peaks(env: dict[str, str] | None = None) -> dict[str, float]:
-    """fp32 and bf16 matmul GFLOP/s (1024 x 1024, one second each) in a fresh process under ``env``."""
+    """fp32 and bf16 matmul GFLOP/s (``_common.matmul_peak``, 1024 x 1024, one second each) in a fresh
+    process under ``env`` (oneDNN reads its ISA limit when it loads)."""
     code = (
-        "import json, time, torch\n"
-        "out = {}\n"
-        "for name, dt in (('fp32', torch.float32), ('bf16', torch.bfloat16)):\n"
-        "    a, b = torch.randn(1024, 1024).to(dt), torch.randn(1024, 1024).to(dt); a @ b\n"
-        "    n, t = 0, time.perf_counter()\n"
-        "    while time.perf_counter() - t < 1.0: a @ b; n += 1\n"
-        "    out[name] = 2 * 1024**3 * n / (time.perf_counter() - t) / 1e9\n"
-        "print(json.dumps(out))\n"
+        "import json, torch\n"
+        "from _common import matmul_peak\n"
+        "dtypes = {'fp32': torch.float32, 'bf16': torch.bfloat16}\n"
+        "print(json.dumps({k: matmul_peak(d, 1024, 1.0) / 1e9 for k, d in dtypes.items()}))\n"
     )
-    done = subprocess.run(
-        [PY, "-c", code], env={**os.environ, **(env or {})}, capture_output=True, text=True, check=True
-    )
+    env = {**os.environ, **(env or {})}
+    done = subprocess.run([PY, "-c", code], cwd=HERE, env=env, capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 

@@ -28,27 +28,13 @@ from pathlib import Path
 import timm
 import torch
 import torch.nn.functional as F
-from _common import count_flops, write_json, write_text
+from _common import count_flops, matmul_peak, write_json, write_text
 
 import timm_galaxy_attn
 from timm_galaxy_attn import capture_attention
 from timm_galaxy_attn.device import choose_precision
 
 DEFAULT_MODELS = ("galaxy_attn_vgg", "galaxy_attn_vgg_small", "resnet18", "vgg16_bn")
-
-
-def matmul_peak(dtype: torch.dtype, n: int = 4096, min_time: float = 2.0) -> float:
-    """FLOP/s of an n x n matmul in ``dtype`` (best of repeated timings)."""
-    a = torch.randn(n, n).to(dtype)
-    b = torch.randn(n, n).to(dtype)
-    torch.matmul(a, b)
-    best = 0.0
-    start = time.perf_counter()
-    while time.perf_counter() - start < min_time:
-        t = time.perf_counter()
-        torch.matmul(a, b)
-        best = max(best, 2 * n**3 / (time.perf_counter() - t))
-    return best
 
 
 def time_it(
