@@ -83,7 +83,7 @@ def test_model_pixels_equal_timm_eval_transform():
             np.testing.assert_array_equal(pixels(img), expected, err_msg=f"{size} px from {h}x{w}")
 
 
-def test_turbo_decode_gives_the_pixels_of_pil(tmp_path):
+def test_jpeg_decode_gives_the_pixels_of_pil(tmp_path):
     Image.fromarray(_galaxy(90)).save(tmp_path / "g.jpg", quality=90)
     fast, size = open_image(str(tmp_path / "g.jpg"))
     with Image.open(tmp_path / "g.jpg") as img:

@@ -2,20 +2,21 @@
 and FITS cutouts in, one row per galaxy out.
 
 Pipeline: the inputs are listed (cheaply: names, HDF5 lengths, FITS headers) into a sequence of items,
-each with a global index; a producer (a thread, or DataLoader worker processes) decodes batches of
-consecutive items into model-ready tensors and hands them over through a bounded queue; the model
-turns each batch into rows (class probabilities, margin, entropy, optional D4 test-time augmentation and
-attention heatmaps). Every batch is committed atomically as a part file in ``<out>.parts/`` (written to
-a temporary name, then renamed), so a killed run loses at most the batch in flight and a rerun with the
-same ``out`` skips what is already written. At the end the parts are merged, in input order, into
-``out`` (parquet or CSV) through a temporary file and a rename.
+each with a global index; batches of consecutive items are decoded into model-ready tensors (on the CPU by
+a few pipeline threads that also run their own copy of the model; on a GPU by a producer thread or
+DataLoader workers, through a bounded queue); the model turns each batch into rows (class probabilities,
+margin, entropy, optional D4 test-time augmentation and attention heatmaps). Every batch is committed
+atomically as a part file in ``<out>.parts/`` (written to a temporary name, then renamed), so a killed run
+loses at most the batch in flight and a rerun with the same ``out`` skips what is already written. At the
+end the parts are merged, in input order, into ``out`` (parquet or CSV) through a temporary file and a
+rename.
 
-Decoding (:mod:`.decode`, :mod:`.geometry`, :mod:`.fits`): the producer hands over uint8 pixels of the
-model's crop, cut and resized exactly as timm's eval transform would but resizing only what the crop
-needs (JPEGs through libjpeg-turbo; at 1/2-1/8 DCT scale where the crop keeps its pixels with
-``jpeg_draft=True``); the engine normalises each batch at once. With ``maps=True`` each batch's three
-attention maps are committed beside its rows and merged into ``<out>.maps.h5`` (:mod:`.maps`;
-``galaxy-attn render`` draws them, :mod:`.render`).
+Decoding (:mod:`.decode`, :mod:`.geometry`, :mod:`.fits`) gives uint8 pixels of the model's crop, cut and
+resized exactly as timm's eval transform would but resizing only what the crop needs (JPEGs through PIL's
+libjpeg-turbo; at 1/2-1/8 DCT scale where the crop keeps its pixels with ``jpeg_draft=True``); the engine
+normalises each batch at once. With ``maps=True`` each batch's three attention maps are committed beside
+its rows and merged into ``<out>.maps.h5`` (:mod:`.maps`; ``galaxy-attn render`` draws them,
+:mod:`.render`).
 
 Under ``accelerate launch`` each process takes a contiguous share of the input indices, writes its
 own parts, and the main process merges after a barrier: the catalogue equals the one-process catalogue
@@ -50,8 +51,8 @@ input path or an unusable model stops the run before it starts. ``precision="aut
 bf16 only where the device runs it natively (:mod:`..device`); the catalogue records what was used.
 
 Modules, one concern each: :mod:`.model` (loading), :mod:`.inputs` (listing), :mod:`.decode` /
-:mod:`.geometry` / :mod:`.fits` (pixels), :mod:`.batches` (a batch's rows), :mod:`.engine` (producer
-thread, inference, TTA), :mod:`.table` (Arrow rows), :mod:`.heatmaps`, :mod:`.maps`, :mod:`.parts`
+:mod:`.geometry` / :mod:`.fits` (pixels), :mod:`.batches` (a batch's rows), :mod:`.engine` (pipelines,
+producer thread, inference, TTA), :mod:`.table` (Arrow rows), :mod:`.heatmaps`, :mod:`.maps`, :mod:`.parts`
 (part files, resume, merge), :mod:`.run` (:func:`run_predict`), :mod:`.api` (:func:`predict`),
 :mod:`.render`.
 """

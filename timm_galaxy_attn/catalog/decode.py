@@ -1,20 +1,18 @@
 """Image files to RGB for the catalogue: PIL's rules for modes, libjpeg-turbo for JPEGs, DCT drafts.
 
-JPEGs (RGB/YCbCr) are decoded by libjpeg-turbo through torchvision (the pixels of PIL's decoder, about
-twice as fast); anything else, and any failure, goes through PIL.
+Every format goes through PIL (its libjpeg-turbo for JPEGs). torchvision's ``decode_jpeg`` gives the same
+pixels but, with the conversion back to a PIL image, ran slower inside a catalogue run on a 2-core EPYC, so
+it is not used.
 
 JPEG draft (``jpeg_draft=True``): ``Image.draft`` has libjpeg decode at 1/2, 1/4 or 1/8 scale through the
 DCT, only when the scaled image still has at least the pixels of the resized image the crop comes from
-(the crop is never upsampled; :class:`.geometry.EvalGeometry`). The pixels then differ a little: on 200
-SDSS JPEGs enlarged 2x, the shipped model's probabilities moved by 0.0012 on average (at most 0.031) and
-98.5% kept their top class. For 423 px SDSS JPEGs and the shipped 128 px model (a 212 px crop -> 128 px)
-no scale qualifies.
+(the crop is never upsampled; :class:`.geometry.EvalGeometry`). The pixels then differ a little (measured
+on SDSS JPEGs enlarged 2x by ``benchmarks/predict.py``, docs/catalogue.md). For 423 px SDSS JPEGs and the
+shipped 128 px model (a 212 px crop -> 128 px) no scale qualifies.
 """
 
 from __future__ import annotations
 
-import functools
-import warnings
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -53,46 +51,6 @@ def pil_to_rgb(img: Image.Image) -> Image.Image:
     return img
 
 
-@functools.cache
-def _torchvision_decode_jpeg():
-    """torchvision's ``decode_jpeg`` and its RGB mode, or None where torchvision has no image codecs.
-
-    torchvision 0.29 deprecates its codecs in favour of TorchCodec (a DeprecationWarning at each call,
-    silenced here by its message); when they are gone, JPEGs are decoded by PIL alone, with the same
-    pixels, more slowly.
-    """
-    warnings.filterwarnings(
-        "ignore",
-        message="The image decoding and encoding capabilities of TorchVision",
-        category=DeprecationWarning,
-    )
-    try:
-        from torchvision.io import ImageReadMode, decode_jpeg
-    except Exception:
-        return None
-    return decode_jpeg, ImageReadMode.RGB
-
-
-def _turbo_decode(path: str) -> Image.Image | None:
-    """An RGB (YCbCr) JPEG decoded by torchvision's libjpeg-turbo call, or None to leave it to PIL.
-
-    The same library and settings as PIL's decoder (the same pixels, checked by the tests), about twice
-    as fast; anything it does not take (other colour spaces, broken files) goes to PIL, which gives the
-    error message.
-    """
-    codec = _torchvision_decode_jpeg()
-    if codec is None:
-        return None
-    decode_jpeg, rgb = codec
-    try:
-        import torch
-
-        chw = decode_jpeg(torch.from_numpy(np.fromfile(path, dtype=np.uint8)), mode=rgb)
-    except Exception:
-        return None
-    return Image.fromarray(np.ascontiguousarray(chw.numpy().transpose(1, 2, 0)))
-
-
 def open_image(path: str, draft: EvalGeometry | None = None) -> tuple[Image.Image, tuple[int, int]]:
     """Decode the image file ``path`` to RGB; return it and its full (width, height).
 
@@ -102,10 +60,6 @@ def open_image(path: str, draft: EvalGeometry | None = None) -> tuple[Image.Imag
     try:
         with Image.open(path) as img:
             full = img.size
-            if img.format == "JPEG" and img.mode == "RGB":
-                scaled = draft is not None and draft.draft_scale(*full) > 1
-                if not scaled and (fast := _turbo_decode(path)) is not None and fast.size == full:
-                    return fast, full
             if draft is not None and img.format == "JPEG":
                 img.draft("RGB", draft.resized_size(*full))
             return pil_to_rgb(img), full
