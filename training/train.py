@@ -106,20 +106,17 @@ def resolve_run(argv: Sequence[str] | None) -> tuple[TrainConfig, nn.Module | No
     A new run is checked before anything is created; a resumed one takes its saved config."""
     args, explicit = parse_args(argv)
     cfg = resolve_config(args)
-    base = None
-    if not cfg.resume:  # fail before anything is created
-        check_model_name(cfg.model)
-        check_dataset(cfg)
-        check_finetune(cfg)
-        base = load_pretrained(cfg)
-    cfg = prepare_output_dir(cfg, explicit)
-    if cfg is None:
-        return None
-    check_model_name(cfg.model)
+    if cfg.resume:  # the run's saved config (checked against the arguments typed)
+        cfg = prepare_output_dir(cfg, explicit)
+        if cfg is None:
+            return None
+    check_model_name(cfg.model)  # a new run fails here before anything is created
     tag = check_dataset(cfg)
-    if base is None:  # resumed runs: the weights the run started from (its checkpoint replaces them)
-        base = load_pretrained(cfg)
     if not cfg.resume:
+        check_finetune(cfg)
+    base = load_pretrained(cfg)  # resumed: the weights the run started from (its checkpoint replaces them)
+    if not cfg.resume:
+        prepare_output_dir(cfg, explicit)  # refuses a folder that already holds files
         command = "train.py " + shlex.join(list(sys.argv[1:] if argv is None else argv))
         cfg = dataclasses.replace(cfg, command=command, timm_galaxy_attn_version=timm_galaxy_attn.__version__)
     return cfg, base, tag
