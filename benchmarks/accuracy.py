@@ -172,6 +172,8 @@ def _plan(
             )
         schedule = json.loads(parent.read_text())
         ips, epochs, max_samples = None, schedule["epochs"], schedule["max_train_samples"]  # uncalibrated
+    elif row.epochs is not None:  # a schedule in epochs: nothing to calibrate
+        ips, epochs, max_samples = None, row.epochs, None
     else:
         ips = calibration(results_dir, [row], len(names))[row.name]
         epochs, max_samples = plan_epochs(budget_minutes, ips, n_train)

@@ -35,6 +35,7 @@ class Row:
     note: str = ""
     parent: str | None = None  # ablation and diagnostic rows: the row whose schedule (epochs) they copy
     budget_minutes: float | None = None  # a row's own training budget (None: the run's --budget-minutes)
+    epochs: int | None = None  # a fixed schedule in epochs (no calibration, no time budget)
 
     def train_args(self) -> list[str]:
         args = ["--model", self.model, "--recipe", self.recipe, "--image-size", str(self.image_size)]
@@ -117,6 +118,50 @@ _ROWS: tuple[Row, ...] = (
 )
 
 
+# Like for like (benchmarks/results/accuracy_like_for_like): ours and the timm peers on one input (128 px),
+# one sampler (class-balanced), one recipe and one schedule in epochs, three seeds each. Budgets are stated
+# in epochs only: no calibrated time, so rows measured on different machines stay comparable.
+LIKE_FOR_LIKE_EPOCHS = 10
+_SAMPLER = ("--balance", "sampler")
+_LIKE_FOR_LIKE: tuple[Row, ...] = (
+    Row(
+        "ours_tiny_128s4_sampler_10ep",
+        "ours",
+        "galaxy_attn_vgg_tiny_s4",
+        "default",
+        128,
+        4,
+        _SAMPLER,
+        "like for like",
+        epochs=LIKE_FOR_LIKE_EPOCHS,
+    ),
+    Row(
+        "resnet18_128_sampler_10ep",
+        "peer",
+        "resnet18",
+        "default",
+        128,
+        None,
+        _SAMPLER,
+        "like for like",
+        epochs=LIKE_FOR_LIKE_EPOCHS,
+    ),
+    Row(
+        "convnext_atto_128_sampler_10ep",
+        "peer",
+        "convnext_atto",
+        "default",
+        128,
+        None,
+        _SAMPLER,
+        "like for like",
+        epochs=LIKE_FOR_LIKE_EPOCHS,
+    ),
+)
+LIKE_FOR_LIKE_ROWS = tuple(r.name for r in _LIKE_FOR_LIKE)
+_ROWS = _ROWS + _LIKE_FOR_LIKE
+
+
 def _ablation_of(row: Row) -> Row:
     """The ``ours_*`` row with attention removed (the classifier sees g), same model, input and recipe."""
     return dataclasses.replace(
@@ -130,7 +175,7 @@ def _ablation_of(row: Row) -> Row:
 
 
 ROWS: dict[str, Row] = {r.name: r for r in _ROWS}
-ROWS.update({a.name: a for a in (_ablation_of(r) for r in _ROWS if r.role == "ours")})
+ROWS.update({a.name: a for a in (_ablation_of(r) for r in _ROWS if r.role == "ours" and r.epochs is None)})
 
 
 # Names resolved when their turn comes, from the stored results (validation macro-F1 of seed 0).

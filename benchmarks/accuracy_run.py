@@ -129,11 +129,12 @@ def train_command(row: Row, seed: int, plan: dict[str, Any], run_dir: Path) -> l
 
 def train_row(row: Row, seed: int, cmd: list[str], plan: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     """Run ``cmd`` (logged to ``<run_dir>.log``) unless the run finished already; its metrics.json."""
-    speed = (
-        f"the schedule of {plan['schedule_of']}"
-        if plan.get("schedule_of")
-        else f"{plan['calibrated_images_per_s']:.0f} img/s calibrated"
-    )
+    if plan.get("schedule_of"):
+        speed = f"the schedule of {plan['schedule_of']}"
+    elif plan["calibrated_images_per_s"] is None:
+        speed = "a fixed schedule"
+    else:
+        speed = f"{plan['calibrated_images_per_s']:.0f} img/s calibrated"
     print(
         f"[{row.name} seed {seed}] {speed} -> {plan['epochs']} epoch(s)"
         f"{' of ' + str(plan['max_train_samples']) + ' images' if plan['max_train_samples'] else ''}; "

@@ -368,11 +368,11 @@ def _create_galaxy_attn_vgg(variant: str, pretrained: bool = False, **kwargs: An
         raise offline from error
 
 
-# Per-channel statistics of the real SDSS sample (all 5,665 gz1_sdss images, central half), printed by
-# `python benchmarks/data_stats.py`. Used for every config: Galaxy10 itself cannot be read here, and its
-# images are the same kind of survey cutout (dark sky, a galaxy in the centre).
-GALAXY_MEAN = (0.0819, 0.0699, 0.0518)
-GALAXY_STD = (0.1285, 0.1060, 0.0862)
+# Per-channel statistics of the gz1_sdss train split (split seed 0, central half; validation and test not
+# looked at), from `python benchmarks/data_stats.py` (benchmarks/results/data_stats.json). Used for every
+# config: Galaxy10 itself cannot be read here, and its images are the same kind of survey cutout.
+GALAXY_MEAN = (0.0813, 0.0695, 0.0515)
+GALAXY_STD = (0.1281, 0.1058, 0.0861)
 
 
 def _cfg(label_names: Sequence[str] = GALAXY10_DECALS_CLASSES, **kwargs: Any) -> dict[str, Any]:
