@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import socket
-import time
+import threading
 
 import numpy as np
 import pytest
@@ -22,6 +23,22 @@ def no_official_files(monkeypatch):
         monkeypatch.delenv(var, raising=False)
 
 
+def record_connects(monkeypatch) -> list:
+    """Every host lookup and TCP connection the code under test tries, refused and recorded."""
+    tried = []
+
+    def refuse(what):
+        def call(*args, **kwargs):
+            tried.append((what, args[-1] if what == "connect" else args[0]))
+            raise OSError("no connection may be opened here (test)")
+
+        return call
+
+    monkeypatch.setattr(socket, "getaddrinfo", refuse("getaddrinfo"))
+    monkeypatch.setattr(socket.socket, "connect", refuse("connect"))
+    return tried
+
+
 @pytest.mark.parametrize(
     "name, fname, var",
     [
@@ -30,11 +47,12 @@ def no_official_files(monkeypatch):
     ],
 )
 def test_offline_fails_fast_with_instructions(tmp_path, monkeypatch, no_official_files, name, fname, var):
+    """Offline: the error comes before any connection is tried (no probe, no download, no retries)."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    t0 = time.perf_counter()
+    connects = record_connects(monkeypatch)
     with pytest.raises(DataSourceUnavailable) as err:
         load_galaxy_dataset(name, cache_dir=tmp_path / "cache")
-    assert time.perf_counter() - t0 < 2.0
+    assert connects == []
     msg = str(err.value)
     assert fname in msg and var in msg and "astro.utoronto.ca" in msg and "path=" in msg
     assert not (tmp_path / "cache" / "downloads" / fname).exists()
@@ -45,16 +63,39 @@ def test_no_network_fails_fast(tmp_path, monkeypatch, no_official_files):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
 
-    def refuse(*args, **kwargs):
+    probes = []
+
+    def refuse(address, timeout):
+        probes.append((address, timeout))
         raise OSError("network is unreachable (test)")
 
     monkeypatch.setattr(socket, "create_connection", refuse)
-    t0 = time.perf_counter()
     with pytest.raises(DataSourceUnavailable, match="cannot be reached.*GALAXY10_DECALS_PATH"):
         load_galaxy_dataset("galaxy10_decals", cache_dir=tmp_path / "cache")
     with pytest.raises(DataSourceUnavailable, match="huggingface.co cannot be reached"):
         load_galaxy_dataset("galaxy10_decals", split="hub", cache_dir=tmp_path / "cache")
-    assert time.perf_counter() - t0 < 2.0
+    # fast: one probe per source, each bounded by the probe timeout (at most 2 s), no retry after the refusal
+    assert 0 < sources._PROBE_TIMEOUT_S <= 2.0
+    assert probes == [
+        (("www.astro.utoronto.ca", 443), sources._PROBE_TIMEOUT_S),
+        (("huggingface.co", 443), sources._PROBE_TIMEOUT_S),
+    ]
+
+
+def test_an_unanswered_probe_is_given_up_after_its_timeout(monkeypatch):
+    """A host that does not answer in time: the probe says False at its timeout instead of waiting for the
+    socket (which here would open, late: a probe without the bound would say True)."""
+    release = threading.Event()
+
+    def hang(address, timeout):
+        release.wait(10)  # held until the probe has answered
+        return contextlib.nullcontext()
+
+    monkeypatch.setattr(socket, "create_connection", hang)
+    try:
+        assert sources._host_reachable("https://example.invalid", timeout=0.01) is False
+    finally:
+        release.set()
 
 
 def test_download_is_checksummed_and_atomic(tmp_path, monkeypatch):

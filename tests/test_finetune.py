@@ -18,7 +18,7 @@ import torch
 from conftest import REPO_ROOT, load_script
 from train_script import run_train, train
 
-import timm_galaxy_attn  # noqa: F401 - registers the models and the transformers classes
+import timm_galaxy_attn  # registers the models and the transformers classes
 from timm_galaxy_attn.data import GalaxyDataError, load_galaxy_dataset
 from timm_galaxy_attn.data.splits import iau_name_to_radec
 from timm_galaxy_attn.hf import save_pretrained_folder
@@ -229,23 +229,16 @@ def test_command_line_error_has_no_traceback(tmp_path: Path) -> None:
 
 
 def test_shipped_tag_loads_with_its_data_config() -> None:
-    if SHIPPED_TAG not in timm.list_pretrained("galaxy_attn*"):
-        pytest.skip(f"{SHIPPED_TAG} is not registered with weights in this tree")
+    assert SHIPPED_TAG in timm.list_pretrained("galaxy_attn*")  # registered with weights, always
     model = load_pretrained({"model": SHIPPED_TAG, "pretrained": True, "drop_rate": None})
+    # the weights come from the package data (timm_galaxy_attn/pretrained/<tag>/), the same files
+    weights = timm_galaxy_attn.pretrained_path(SHIPPED_TAG) / "model.safetensors"
+    assert model.pretrained_cfg["file"] == str(weights)
+    reference = safetensors.torch.load_file(str(weights))
+    assert all(torch.equal(v.float(), reference[k].float()) for k, v in model.state_dict().items())
     config = finetune_data_config(model, {"image_size": None, "crop_pct": None})
     assert config["input_size"] == (3, 128, 128) and config["crop_pct"] == 0.5
     assert finetune_model(model, 2, {}).get_classifier().out_features == 2
-
-
-def shipped_folder() -> Path:
-    """The shipped model folder: in the package once moved there, else hub/."""
-    for folder in (
-        REPO_ROOT / "timm_galaxy_attn" / "pretrained" / SHIPPED_TAG,
-        REPO_ROOT / "hub" / SHIPPED_TAG,
-    ):
-        if (folder / "model.safetensors").is_file():
-            return folder
-    pytest.skip("the shipped weights are not in this tree")
 
 
 class _Pixels(torch.utils.data.Dataset):
@@ -263,7 +256,7 @@ class _Pixels(torch.utils.data.Dataset):
 def test_transformers_fresh_head_and_one_trainer_step(tmp_path: Path) -> None:
     from transformers import AutoModelForImageClassification, Trainer, TrainingArguments
 
-    folder = shipped_folder()
+    folder = timm_galaxy_attn.pretrained_path(SHIPPED_TAG)  # package data: the folder the tag loads
     model = AutoModelForImageClassification.from_pretrained(
         folder, num_labels=2, ignore_mismatched_sizes=True
     )

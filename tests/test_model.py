@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.metadata
+import re
+from pathlib import Path
+
 import pytest
 import timm
 import torch
@@ -329,7 +333,11 @@ def test_bf16_channels_last_matches_fp32():
 
 
 def test_package_version_and_exports():
-    assert timm_galaxy_attn.__version__
+    """__version__ is the installed distribution's and pyproject's (one release number, three places)."""
+    pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    declared = re.search(r'^\[project\][^\[]*?^version = "([^"]+)"', pyproject, re.M | re.S)
+    assert declared is not None, "pyproject.toml has no [project] version"
+    assert timm_galaxy_attn.__version__ == importlib.metadata.version("timm-galaxy-attn") == declared[1]
     assert callable(timm_galaxy_attn.capture_attention)
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import timm
 import torch
+from rescore import assert_scores_equal, fresh_logits, sklearn_scores
 from train_script import run_train
 
 TINY = [
@@ -41,9 +42,12 @@ def check_run(out: Path, arch: str) -> dict:
     model = timm.create_model(f"local-dir:{out / 'model'}", pretrained=True).eval()
     assert model.pretrained_cfg["architecture"] == arch
     assert len(model.pretrained_cfg["label_names"]) == model.num_classes == 10
-    # the folder holds the weights that scored the test set: same logits on the first test images
+    # the folder holds the weights that scored the test set: re-run on the rebuilt split, the same logits
     p = np.load(out / "predictions.npz")
-    assert p["test_logits"].shape == (m["n"]["test"], 10)
+    logits, labels = fresh_logits(out, "test")
+    assert len(labels) == m["n"]["test"] and np.array_equal(labels, p["test_labels"])
+    np.testing.assert_allclose(logits, p["test_logits"], rtol=0, atol=1e-5)  # fp32 (--mixed-precision no)
+    assert_scores_equal(m["test"], sklearn_scores(logits, labels, model.num_classes))
     return m
 
 
