@@ -7,7 +7,9 @@
     gz1_sdss validation galaxies (split seed 0). Score: softmax probability of the class predicted on the
     intact image. Removed pixels take the per-image, per-band median (the sky level).
 (2) ``randomisation``: cascading re-initialisation (Adebayo et al. 2018), classifier first, then the
-    estimators, then block 6 to block 1; Spearman correlation of each map with the trained model's map.
+    estimators, then block 6 to block 1, once per seed (``SEEDS``); |Spearman| of each map with the trained
+    model's map, per seed. ``road``: ROAD (Rong et al. 2022; noisy linear imputation, MoRF and LeRF) for the
+    maps of (1), faithfulness_road.py.
 (3) ``pointing``: pointing game (Zhang et al. 2016) and mass inside the mask on synthetic galaxies with known
     class-defining masks, model of benchmarks/attention.py part (a).
 (4) ``decision``: each attended vector replaced by the uniform average of its local features: logit change of
@@ -15,8 +17,9 @@
 (5) ``paper``: ``training/train.py --recipe paper`` (SGD, no augmentation) on 500 training galaxies, tiny
     network at 128 px; per-epoch blank share of each estimator (benchmarks/attention.py part (c)).
 Grad-CAM is written here (faithfulness_lib.grad_cam: a forward hook and autograd.grad). Every mean comes
-with a 95% bootstrap interval over images. Writes faithfulness.json / .md under ``--out`` and two PNGs in
-``--docs``.
+with a 95% bootstrap interval over images. Writes faithfulness.json / .md under ``--out``, the PNGs and
+the generated block of docs/faithfulness.md (faithfulness_findings.py) in ``--docs``; ``--report-only``
+rewrites the tables, the figures from the curves and that block from the stored JSON.
 """
 
 from __future__ import annotations
@@ -32,11 +35,11 @@ from pathlib import Path
 from typing import Any
 
 import attention as att  # sibling scripts: python benchmarks/<script>.py puts this folder on sys.path
+import faithfulness_io as fio
 import faithfulness_lib as lib
-import faithfulness_report as report
+import faithfulness_road as road
 import numpy as np
 import torch
-from _common import write_json, write_text
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -52,6 +55,7 @@ CASCADE: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("block 2 (conv 3-4)", ("stages.1",)),
     ("block 1 (conv 1-2)", ("stages.0",)),
 )
+SEEDS = (0, 1, 2, 3, 4)  # re-initialisation seeds of the cascade
 
 
 def _rel(path: Path) -> str:
@@ -131,38 +135,37 @@ def part_deletion(model, data_config: dict[str, Any], x: torch.Tensor, steps: in
     return out
 
 
-def part_randomisation(model, data_config: dict[str, Any], x: torch.Tensor, seed: int = 0) -> dict[str, Any]:
+def part_randomisation(
+    model, data_config: dict[str, Any], x: torch.Tensor, seeds: Sequence[int] = SEEDS, n_steps: int = 99
+) -> dict[str, Any]:
+    """The cascade (its first ``n_steps`` steps) once per re-initialisation seed: per step and map, the
+    per-seed mean |Spearman| of the map with the trained model's map (bootstrap interval over images) and
+    the signed mean."""
+    cascade = CASCADE[:n_steps]
     logits, trained = explain(model, x, data_config)
     classes = logits.argmax(1)  # Grad-CAM keeps the trained model's predicted class at every step
-    steps = []
-    for name, randomised in lib.cascade(model, CASCADE, seed):
-        new_logits, maps = explain(randomised, x, data_config, classes)
-        row: dict[str, Any] = {
-            "step": name,
-            "same_prediction": float((new_logits.argmax(1) == classes).mean()),
-        }
-        for key, m in maps.items():
-            row[key] = lib.bootstrap_mean(att.spearman(trained[key], m))
-        steps.append(row)
-    return {
-        "images": len(x),
-        "seed": seed,
-        "steps": steps,
-        "estimator_seeds": _estimator_seeds(model, data_config, x, trained),
-    }
+    steps: list[dict[str, Any]] = [{"step": name, "same_prediction": []} for name, _ in cascade]
+    for seed in seeds:
+        for row, (_, randomised) in zip(steps, lib.cascade(model, cascade, seed), strict=True):
+            new_logits, maps = explain(randomised, x, data_config, classes)
+            row["same_prediction"].append(float((new_logits.argmax(1) == classes).mean()))
+            for key, m in maps.items():
+                rho = np.asarray(att.spearman(trained[key], m), dtype=np.float64)
+                cell = row.setdefault(key, {"abs": [], "signed": []})
+                cell["abs"].append(lib.bootstrap_mean(np.abs(rho)))
+                cell["signed"].append(float(rho.mean()))
+    return {"images": len(x), "seeds": list(seeds), "measure": "|Spearman| per image", "steps": steps}
 
 
-def _estimator_seeds(model, data_config, x: torch.Tensor, trained: dict, seeds: int = 5) -> dict[str, Any]:
-    """Step 2 (classifier and estimators re-initialised) for several seeds: the sign of a random u decides
-    whether a map of non-negative features comes out like the trained one or inverted."""
-    out: dict[str, Any] = {name: [] for name in ESTIMATORS}
-    for s in range(seeds):
-        walk = lib.cascade(model, CASCADE[:2], s)
-        next(walk)
-        _, maps = att.attention_maps(next(walk)[1], x, data_config)
-        for name, m in zip(ESTIMATORS, maps, strict=True):
-            out[name].append(float(att.spearman(trained[name], m).mean()))
-    return {"seeds": list(range(seeds)), **out}
+def part_road(model, data_config: dict[str, Any], x: torch.Tensor, fractions: Sequence[float]) -> dict:
+    """ROAD (noisy linear imputation) MoRF / LeRF for the deletion part's maps (faithfulness_road)."""
+    logits, maps = explain(model, x, data_config)
+    maps.update(baselines(x))
+    predict = road.float_predictor(model, data_config)
+    refs = ("random", "brightness", "centre", "gradcam")
+    explainers = (*ESTIMATORS, "gradcam")
+    maps = {k: maps[k] for k in (*explainers, "random", "brightness", "centre")}
+    return road.part_road(predict, x, maps, torch.as_tensor(logits.argmax(1)), explainers, refs, fractions)
 
 
 def part_pointing(run_dir: Path, n_per_class: int, seed: int, tolerance: int = 1) -> dict[str, Any]:
@@ -254,7 +257,7 @@ def part_paper(run_dir: Path, limit: int | None) -> dict[str, Any]:
     return res
 
 
-def pictures(model, data_config, x: torch.Tensor, y: np.ndarray, names, deletion, docs: Path) -> list[str]:
+def pictures(model, data_config, x: torch.Tensor, y: np.ndarray, names, docs: Path) -> list[str]:
     from PIL import Image
 
     from timm_galaxy_attn.viz import save_map_grid
@@ -273,17 +276,22 @@ def pictures(model, data_config, x: torch.Tensor, y: np.ndarray, names, deletion
     )
     grid = save_map_grid(x[idx], rows, docs / "faithfulness_maps.png", labels=labels, titles=titles)
     Image.open(grid).quantize(128, method=Image.Quantize.MEDIANCUT).save(grid, optimize=True)  # small PNG
-    curves = report.curves_figure(deletion, docs / "faithfulness_curves.png")
-    return [_rel(grid), _rel(curves)]
+    return [_rel(grid), _rel(docs / "faithfulness_curves.png")]
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     runs = ROOT / "runs" / "benchmarks" / "attention"
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parts = ("deletion", "randomisation", "pointing", "decision", "paper", "pictures")
+    parts = ("deletion", "randomisation", "road", "pointing", "decision", "paper", "pictures")
     p.add_argument("--parts", nargs="+", choices=parts, default=list(parts))
     p.add_argument("--model", default="galaxy_attn_vgg_tiny_s4.gz1_sdss", help="timm name or model folder")
-    p.add_argument("--images", type=int, default=256, help="validation images for (1) and (2)")
+    p.add_argument("--images", type=int, default=256, help="validation images for (1)")
+    p.add_argument("--decision-images", type=int, default=None, help="validation images for (4); all")
+    p.add_argument("--random-images", type=int, default=128, help="validation images for (2)")
+    p.add_argument("--cascade-steps", type=int, default=len(CASCADE), help="(2) the first N cascade steps")
+    p.add_argument("--road-images", type=int, default=64, help="validation images for ROAD")
+    p.add_argument("--road-fractions", type=float, nargs="+", default=list(road.FRACTIONS))
+    p.add_argument("--report-only", action="store_true", help="rewrite the tables and the doc from the JSON")
     p.add_argument("--steps", type=int, default=16, help="deletion / insertion steps")
     p.add_argument("--synthetic-run", type=Path, default=runs / "synthetic_small32", help="(3) its model")
     p.add_argument("--synthetic-per-class", type=int, default=30, help="(3) fresh galaxies per class")
@@ -299,6 +307,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.quick:
         args.images, args.steps, args.synthetic_per_class, args.paper_limit = 8, 4, 2, 8
+        args.random_images, args.road_images, args.road_fractions = 4, 3, [0.25, 0.75]
         args.synthetic_run = args.paper_run = args.out / "quick_run"
     return args
 
@@ -326,32 +335,39 @@ def _train_needed(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    path = args.out / "faithfulness.json"
-    res: dict[str, Any] = json.loads(path.read_text()) if path.is_file() and not args.quick else {}
+    if args.report_only:
+        print(fio.write_results(args, {}))
+        return 0
     _train_needed(args)
-    real = {"deletion", "randomisation", "decision", "pictures"} & set(args.parts)
-    if real:
+    res: dict[str, Any] = {}
+    if {"deletion", "randomisation", "road", "decision", "pictures"} & set(args.parts):
         torch.manual_seed(0)
         model, dc = att.load(args.model)
-        x, y, names = att.real_validation(dc, 24 if args.quick else None)
-        res["model"], res["validation_images"] = str(args.model), len(y)
+        x, y, names, total = fio.validation(dc, fio.images_needed(args))
+        res["model"], res["validation_images"] = str(args.model), total
+        res["normalisation"] = {"mean": list(dc["mean"]), "std": list(dc["std"])}
     if "deletion" in args.parts:
         res["deletion"] = part_deletion(model, dc, x[: args.images], args.steps)
     if "randomisation" in args.parts:
-        res["randomisation"] = part_randomisation(model, dc, x[: args.images])
+        res["randomisation"] = part_randomisation(
+            model, dc, x[: args.random_images], SEEDS, args.cascade_steps
+        )
+    if "road" in args.parts:
+        res["road"] = part_road(model, dc, x[: args.road_images], args.road_fractions)
     if "pointing" in args.parts:
         res["pointing"] = part_pointing(args.synthetic_run, args.synthetic_per_class, seed=1234)
     if "decision" in args.parts:
-        res["decision"] = part_decision(model, dc, x, y, names)
+        res["decision"] = part_decision(
+            model, dc, x[: args.decision_images], y[: args.decision_images], names
+        )
     if "paper" in args.parts:
         res["paper"] = part_paper(args.paper_run, args.paper_limit)
-    if "pictures" in args.parts and "deletion" in res:
-        res["pictures"] = pictures(model, dc, x, y, names, res["deletion"], args.docs)
+    if "pictures" in args.parts:
+        res["pictures"] = pictures(model, dc, x, y, names, args.docs)
+    real = [k for k in ("deletion", "randomisation", "road", "decision", "pictures") if k in res]
+    res["provenance"] = {k: {"model": res["model"], **res["normalisation"]} for k in real}
     args.out.mkdir(parents=True, exist_ok=True)
-    text = report.markdown(res)
-    write_json(args.out / "faithfulness.json", res)
-    write_text(args.out / "faithfulness.md", text)
-    print(text)
+    print(fio.write_results(args, res))
     return 0
 
 

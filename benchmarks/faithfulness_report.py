@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+ESTIMATORS = ("attn1", "attn2", "attn3")
 MAPS = ("attn1", "attn2", "attn3", "gradcam", "gradcam10", "random", "brightness", "centre")
 EXPLAINERS = ("attn1", "attn2", "attn3", "gradcam", "gradcam10")
 PASS_BELOW = 0.5  # randomisation: a map passes once its correlation's upper 95% bound is below this
+OWN_STEP = {"gradcam": 0, "gradcam10": 0, "attn1": 1, "attn2": 1, "attn3": 1}  # cascade step of own params
+RULE = (
+    f"a map passes when, for every seed, the upper 95% bound of its mean |Spearman| with the trained map is "
+    f"below {PASS_BELOW} at the cascade step that re-initialises its own parameters (the classifier for "
+    "Grad-CAM, the estimators for attn1-3); late when that holds for all seeds only at a later step; fail "
+    "when it holds at no step that was run."
+)
 OVERFIT_TRAIN = 0.95  # the paper-recipe run overfits from the first epoch with train accuracy >= this
 
 
@@ -21,18 +30,31 @@ def pct(s: dict[str, float]) -> str:
     return f"{100 * s['mean']:.1f}% [{100 * s['lo']:.1f}, {100 * s['hi']:.1f}]"
 
 
-def randomisation_verdicts(rand: dict[str, Any]) -> dict[str, str]:
-    """Per map: the first cascade step after which its correlation with the trained map is below PASS_BELOW
-    (upper bound), and pass (already at the step that re-initialises its own parameters) / late / fail."""
-    own = {"gradcam": 0, "gradcam10": 0, "attn1": 1, "attn2": 1, "attn3": 1}
-    out = {}
+def seeds_pass(upper_bounds: Sequence[float], threshold: float = PASS_BELOW) -> bool:
+    """The verdict rule over seeds: pass only if every seed's upper 95% bound is below ``threshold``."""
+    return len(upper_bounds) > 0 and all(h < threshold for h in upper_bounds)
+
+
+def randomisation_verdicts(rand: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per map: pass (RULE holds at the step that re-initialises the map's own parameters), late (it holds
+    only from a later step) or fail (at no step), with the counts behind it."""
+    out: dict[str, dict[str, Any]] = {}
+    steps = rand["steps"]
     for name in EXPLAINERS:
-        first = next((i for i, r in enumerate(rand["steps"]) if r[name]["hi"] < PASS_BELOW), None)
-        if first is None:
-            out[name] = "fail: never below 0.5"
-        else:
-            verdict = "pass" if first <= own[name] else "late"
-            out[name] = f"{verdict}: below 0.5 from step {first + 1} ({rand['steps'][first]['step']})"
+        if name not in steps[0]:
+            continue
+        his = [[s["hi"] for s in row[name]["abs"]] for row in steps]
+        first = next((i for i, h in enumerate(his) if seeds_pass(h)), None)
+        own = OWN_STEP[name]
+        verdict = "pass" if first is not None and first <= own else ("late" if first is not None else "fail")
+        out[name] = {
+            "verdict": verdict,
+            "own_index": own,
+            "own_step": steps[own]["step"],
+            "seeds": len(his[own]),
+            "seeds_below": sum(h < PASS_BELOW for h in his[own]),
+            "first_all_below": None if first is None else f"step {first + 1} ({steps[first]['step']})",
+        }
     return out
 
 
@@ -87,33 +109,75 @@ def _deletion_md(d: dict[str, Any]) -> list[str]:
     return md
 
 
+def _seed_cell(cell: dict[str, Any]) -> str:
+    """'mean [min, max]' of the per-seed mean |Spearman|."""
+    v = [s["mean"] for s in cell["abs"]]
+    return f"{np.mean(v):.2f} [{min(v):.2f}, {max(v):.2f}]"
+
+
 def _randomisation_md(r: dict[str, Any]) -> list[str]:
+    if "seeds" not in r:
+        return ["\n### (3) Cascading model randomisation: retired single-seed format, not re-run yet"]
     md = [
-        f"\n### (2) Cascading model randomisation ({r['images']} validation galaxies)\n\n"
-        "Spearman rank correlation of each map with the trained model's map (per image, mean [95% CI]) after "
-        "re-initialising the named layers and every layer above them (BatchNorm statistics reset too). "
-        "Grad-CAM explains the trained model's predicted class throughout.\n\n"
+        f"\n### (3) Cascading model randomisation ({r['images']} validation galaxies, seeds {r['seeds']})\n\n"
+        "Absolute Spearman rank correlation |rho| of each map with the trained model's map (per image, "
+        "then averaged over images) after re-initialising the named layers and every layer above them "
+        "(BatchNorm statistics reset too), once per seed: mean over seeds [min, max over seeds]. Grad-CAM "
+        "explains "
+        "the trained model's predicted class throughout.\n\n"
         "| step | attn1 | attn2 | attn3 | Grad-CAM conv13 | Grad-CAM conv10 | same prediction |\n"
         "|---|---|---|---|---|---|---|"
     ]
     for i, s in enumerate(r["steps"]):
-        cells = " | ".join(ci(s[k], 2) for k in EXPLAINERS)
-        md.append(f"| {i + 1}. {s['step']} | {cells} | {100 * s['same_prediction']:.0f}% |")
+        cells = " | ".join(_seed_cell(s[k]) for k in EXPLAINERS)
+        md.append(f"| {i + 1}. {s['step']} | {cells} | {100 * np.mean(s['same_prediction']):.0f}% |")
     md.append(
-        f"\nVerdict (pass = correlation's upper bound below {PASS_BELOW} once the map's own parameters are "
-        "re-initialised: the classifier for Grad-CAM, the estimator for attn1-3):\n"
+        "\nPer seed at the step that re-initialises the map's own parameters: mean |Spearman| "
+        "[95% CI over images] (signed mean):\n"
     )
-    md += [f"- {k}: {v}" for k, v in randomisation_verdicts(r).items()]
-    if "estimator_seeds" in r:
-        e = r["estimator_seeds"]
-        md.append(f"\nStep 2 with re-initialisation seeds {e['seeds']} (mean correlation per seed):\n")
-        md += [f"- {k}: " + ", ".join(f"{v:.2f}" for v in e[k]) for k in EXPLAINERS if k in e]
+    md.append("| map | step | " + " | ".join(f"seed {s}" for s in r["seeds"]) + " |")
+    md.append("|---|---|" + "---|" * len(r["seeds"]))
+    for k in EXPLAINERS:
+        cell = r["steps"][OWN_STEP[k]][k]
+        vals = " | ".join(f"{ci(a, 2)} ({s:+.2f})" for a, s in zip(cell["abs"], cell["signed"], strict=True))
+        md.append(f"| {k} | {OWN_STEP[k] + 1} | {vals} |")
+    md.append(f"\nVerdict. Rule: {RULE}\n")
+    for k, v in randomisation_verdicts(r).items():
+        later = v["first_all_below"] or "never"
+        md.append(
+            f"- {k}: **{v['verdict']}** ({v['seeds_below']} of {v['seeds']} seeds below at step "
+            f"{v['own_index'] + 1}; all seeds below from: {later})"
+        )
+    return md
+
+
+def _road_md(r: dict[str, Any]) -> list[str]:
+    fr = ", ".join(f"{f:g}" for f in r["fractions"])
+    md = [
+        f"\n### (2) ROAD: remove and debias ({r['images']} validation galaxies, fractions {fr})\n\n"
+        "Removed pixels filled by noisy linear imputation (Rong et al. 2022: weighted mean of the 8 "
+        f"neighbours, 1/6 direct, 1/12 diagonal, one sparse system per image; noise sigma {r['noise']:g} of "
+        "the pixel range). Score: softmax probability of the class predicted on the intact image; AUC = "
+        "trapezoid mean over fractions 0 (intact) to the last. MoRF: lower = more faithful; LeRF: higher."
+        "\n\n| map | MoRF AUC | LeRF AUC |\n|---|---|---|"
+    ]
+    for name in MAPS:
+        if name in r["maps"]:
+            m = r["maps"][name]
+            md.append(f"| {name} | {ci(m['morf_auc'])} | {ci(m['lerf_auc'])} |")
+    md.append(
+        "\nPaired differences (map minus reference, per image):\n\n"
+        "| map | reference | MoRF difference | LeRF difference |\n|---|---|---|---|"
+    )
+    for key, v in r["paired"].items():
+        name, ref = key.split("-")
+        md.append(f"| {name} | {ref} | {ci(v['morf'])} | {ci(v['lerf'])} |")
     return md
 
 
 def _pointing_md(p: dict[str, Any]) -> list[str]:
     md = [
-        f"\n### (3) Pointing game and mass inside the mask ({p['images']} synthetic galaxies)\n\n"
+        f"\n### (4) Pointing game and mass inside the mask ({p['images']} synthetic galaxies)\n\n"
         f"Model `{p['run']}` (accuracy on these {100 * p['accuracy_on_these']:.1f}%); the class-defining "
         f"mask covers {pct(p['mask_area'])} of the image. Hit = the map's maximum (upsampled to the input) "
         f"lies within {p['tolerance_px']} px of the mask.\n\n"
@@ -128,7 +192,7 @@ def _pointing_md(p: dict[str, Any]) -> list[str]:
 
 def _decision_md(d: dict[str, Any]) -> list[str]:
     md = [
-        f"\n### (4) Does attention matter for the decision? ({d['images']} validation galaxies, accuracy "
+        f"\n### (5) Does attention matter for the decision? ({d['images']} validation galaxies, accuracy "
         f"{100 * d['accuracy']:.1f}%)\n\nEach attended vector g_s replaced by the plain mean of its local "
         "features (uniform attention); the rest of the network unchanged.\n\n"
         "| replaced | logit change of the predicted class | prediction flips | accuracy after "
@@ -155,7 +219,7 @@ def _decision_md(d: dict[str, Any]) -> list[str]:
 
 def _paper_md(p: dict[str, Any]) -> list[str]:
     md = [
-        f"\n### (5) The paper's recipe: does attn1 go blank when the network overfits? (`{p['run']}`)\n\n"
+        f"\n### (6) The paper's recipe: does attn1 go blank when the network overfits? (`{p['run']}`)\n\n"
         f"`training/train.py --recipe {p['recipe']}` on {p['dataset']}; blank = normalised entropy > 0.98 or "
         f"one position holding more than half of the mass, on {p['images']} validation galaxies per epoch. "
         "Train accuracy is the run's own (train mode, running over the epoch; no augmentation in this "
@@ -178,6 +242,7 @@ def markdown(res: dict[str, Any]) -> str:
     md = [f"## Attention faithfulness (`benchmarks/faithfulness.py`, model `{res.get('model', '?')}`)\n"]
     for key, fn in (
         ("deletion", _deletion_md),
+        ("road", _road_md),
         ("randomisation", _randomisation_md),
         ("pointing", _pointing_md),
         ("decision", _decision_md),
@@ -196,6 +261,21 @@ def markdown(res: dict[str, Any]) -> str:
 
 def curves_figure(deletion: dict[str, Any], path: Path) -> Path:
     """Mean deletion and insertion curves of every map, two panels, as a small PNG."""
+    xs = np.linspace(0, 1, deletion["steps"] + 1)
+    return _two_panels(deletion, ("deletion", "insertion"), xs, ("removed", "revealed"), path)
+
+
+def road_figure(road: dict[str, Any], path: Path) -> Path:
+    """Mean ROAD MoRF and LeRF curves of every map, two panels, as a small PNG."""
+    xs = np.r_[0.0, road["fractions"]]
+    return _two_panels(
+        road, ("morf", "lerf"), xs, ("removed, most relevant first", "removed, least relevant first"), path
+    )
+
+
+def _two_panels(
+    part: dict[str, Any], kinds: tuple[str, str], xs: np.ndarray, verbs: tuple[str, str], path: Path
+) -> Path:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -204,19 +284,16 @@ def curves_figure(deletion: dict[str, Any], path: Path) -> Path:
     fig = Figure(figsize=(8.4, 3.3), dpi=100)
     FigureCanvasAgg(fig)
     styles = {"random": ":", "brightness": "--", "centre": "-."}
-    for k, kind in enumerate(("deletion", "insertion")):
+    for k, kind in enumerate(kinds):
         ax = fig.add_subplot(1, 2, k + 1)
-        for name in MAPS:
-            m = deletion["maps"][name]
-            y = m[f"{kind}_curve"]
-            auc = m[f"{kind}_auc"]["mean"]
+        for name in (n for n in MAPS if n in part["maps"]):
+            m = part["maps"][name]
             colour = "grey" if name in styles else None
-            ax.plot(
-                np.linspace(0, 1, len(y)), y, styles.get(name, "-"), color=colour, label=f"{name} ({auc:.3f})"
-            )
-        ax.set_xlabel(f"fraction of pixels {'removed' if kind == 'deletion' else 'revealed'}", fontsize=8)
+            label = f"{name} ({m[f'{kind}_auc']['mean']:.3f})"
+            ax.plot(xs, m[f"{kind}_curve"], styles.get(name, "-"), color=colour, label=label)
+        ax.set_xlabel(f"fraction of pixels {verbs[k]}", fontsize=8)
         ax.set_ylabel("p(predicted class)", fontsize=8)
-        ax.set_title(f"{kind} (AUC)", fontsize=9)
+        ax.set_title(f"{ {'morf': 'MoRF', 'lerf': 'LeRF'}.get(kind, kind) } (AUC)", fontsize=9)
         ax.tick_params(labelsize=7)
         ax.legend(fontsize=6.5, frameon=False)
     fig.tight_layout()

@@ -1,4 +1,6 @@
-"""benchmarks/faithfulness.py: its measures on toy models with known answers, and a --quick run end to end."""
+"""benchmarks/faithfulness.py: its measures on toy models with known answers, the ROAD imputation on known
+cases, the randomisation verdict over seeds, the generated doc block against the stored JSON, and a --quick
+run end to end."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
-from conftest import load_script
+from conftest import REPO_ROOT, load_script
 
 from timm_galaxy_attn.model import GalaxyAttnVGG
 
@@ -128,20 +130,126 @@ def test_paper_sentence_reads_the_numbers():
     assert "did not overfit" in report.paper_sentence({"epochs": [row(1, 0.6, 0.9)]})
 
 
+@pytest.fixture(scope="module")
+def road():
+    return load_script("benchmarks/faithfulness_road.py", "bench_faithfulness_road_test")
+
+
+@pytest.fixture(scope="module")
+def findings():
+    return load_script("benchmarks/faithfulness_findings.py", "bench_faithfulness_findings_test")
+
+
+def _removed_block(size: int = 20) -> np.ndarray:
+    m = np.zeros((size, size), dtype=bool)
+    m[5:12, 4:15] = True  # inside the image, away from the border
+    m[6, 16] = True  # a lone pixel
+    return m
+
+
+def test_imputation_keeps_a_constant_image_and_a_linear_ramp(road):
+    m = _removed_block()
+    const = np.full((3, 20, 20), 0.3)
+    assert np.allclose(road.noisy_linear_impute(const, m, noise=0.0), 0.3, atol=1e-12)
+    yy, xx = np.mgrid[0:20, 0:20]
+    ramp = np.stack([0.01 * xx + 0.02 * yy, 0.5 - 0.01 * yy, 0.03 * xx])
+    assert np.allclose(road.noisy_linear_impute(ramp, m, noise=0.0), ramp, atol=1e-10)  # symmetric weights
+    corner = np.zeros((20, 20), dtype=bool)
+    corner[:4, :4] = True  # at the border the weights are renormalised: a constant still stays constant
+    assert np.allclose(road.noisy_linear_impute(const, corner, noise=0.0), 0.3, atol=1e-12)
+
+
+def test_imputation_leaves_known_pixels_and_adds_the_stated_noise(road):
+    rng = np.random.default_rng(0)
+    img = rng.random((3, 24, 24))
+    m = rng.random((24, 24)) < 0.6
+    clean = road.noisy_linear_impute(img, m, noise=0.0)
+    noisy = road.noisy_linear_impute(img, m, noise=0.05, rng=np.random.default_rng(1))
+    assert np.array_equal(noisy[:, ~m], img[:, ~m]) and np.array_equal(clean[:, ~m], img[:, ~m])
+    assert 0.04 < float((noisy - clean)[:, m].std()) < 0.06
+    a, b, idx = road.linear_impute_system(img, m)
+    from scipy.sparse.linalg import spsolve
+
+    assert np.allclose(clean.reshape(3, -1)[:, idx].T, spsolve(a, b), atol=1e-10)  # same as the direct solve
+    with pytest.raises(ValueError):
+        road.noisy_linear_impute(img, np.ones((24, 24), dtype=bool))
+
+
+def test_road_ranks_an_informative_patch(road):
+    """A toy classifier that reads a bright patch: removing the patch first (MoRF) kills the score, removing
+    the rest first (LeRF) keeps it, so MoRF AUC < LeRF AUC; the inverse map does the opposite."""
+    x = torch.full((2, 3, 16, 16), 0.1)
+    x[:, :, 3:7, 3:7] = 0.9
+
+    def predict(xb: torch.Tensor) -> torch.Tensor:
+        s = (xb[:, :, 3:7, 3:7].mean(dim=(1, 2, 3)) - 0.5) * 20
+        return torch.stack([s, torch.zeros_like(s)], 1).softmax(1)
+
+    on = torch.zeros(2, 16, 16)
+    on[:, 3:7, 3:7] = 1.0
+    cls = torch.zeros(2, dtype=torch.int64)
+    good = road.road_curves(predict, x, on, cls, (0.1, 0.5))
+    bad = road.road_curves(predict, x, 1 - on, cls, (0.1, 0.5))
+    assert (road.road_auc(good["morf"], (0.1, 0.5)) < road.road_auc(good["lerf"], (0.1, 0.5)) - 0.3).all()
+    assert (road.road_auc(bad["morf"], (0.1, 0.5)) > road.road_auc(bad["lerf"], (0.1, 0.5)) + 0.3).all()
+    assert road.road_auc(np.ones((1, 3)), (0.2, 0.8))[0] == pytest.approx(1.0)
+
+
+def _rand_result(per_step_seed_hi: list[list[float]]) -> dict:
+    """A randomisation result whose every map has the given per-seed upper bounds at each step."""
+    steps = []
+    for i, his in enumerate(per_step_seed_hi):
+        cell = {"abs": [{"mean": h - 0.05, "lo": h - 0.1, "hi": h, "n": 8} for h in his], "signed": his}
+        steps.append({"step": f"s{i}", "same_prediction": [1.0] * len(his), **{k: cell for k in _EXPL}})
+    return {"images": 8, "seeds": list(range(len(per_step_seed_hi[0]))), "steps": steps}
+
+
+_EXPL = ("attn1", "attn2", "attn3", "gradcam", "gradcam10")
+
+
+def test_randomisation_verdict_uses_every_seed():
+    report = load_script("benchmarks/faithfulness_report.py", "bench_faithfulness_report_test")
+    assert (
+        report.seeds_pass([0.2, 0.3, 0.49])
+        and not report.seeds_pass([0.2, 0.93, 0.1])
+        and not report.seeds_pass([])
+    )
+    one_bad_seed = [[0.93, 0.9, 0.9], [0.3, 0.6, 0.2], [0.1, 0.2, 0.3]]  # step 2: seed 1 above 0.5
+    v = report.randomisation_verdicts(_rand_result(one_bad_seed))
+    assert v["attn2"]["verdict"] == "late" and v["attn2"]["seeds_below"] == 2  # all seeds only at step 3
+    assert v["gradcam"]["verdict"] == "late"  # its own step is step 1 (0.93, 0.9, 0.9)
+    all_good = [[0.4, 0.3, 0.2], [0.3, 0.4, 0.2], [0.1, 0.2, 0.3]]
+    assert {x["verdict"] for x in report.randomisation_verdicts(_rand_result(all_good)).values()} == {"pass"}
+    never = [[0.9, 0.4, 0.2], [0.7, 0.4, 0.2], [0.6, 0.1, 0.3]]  # seed 0 never below
+    assert {x["verdict"] for x in report.randomisation_verdicts(_rand_result(never)).values()} == {"fail"}
+
+
+def test_doc_findings_are_rendered_from_the_stored_results(findings):
+    """docs/faithfulness.md's generated block equals what render() makes of the stored JSON."""
+    res = json.loads((REPO_ROOT / "benchmarks" / "results" / "attention" / "faithfulness.json").read_text())
+    doc = (REPO_ROOT / "docs" / "faithfulness.md").read_text()
+    assert findings.doc_block(doc) == findings.render(res).strip(), (
+        "run benchmarks/faithfulness.py --report-only"
+    )
+    assert findings.update_doc(doc, findings.render(res)) == doc
+
+
 @pytest.mark.slow
 def test_quick_run_end_to_end(fb, tmp_path):
     t0 = time.time()
     assert fb.main(["--quick", "--out", str(tmp_path), "--docs", str(tmp_path / "docs")]) == 0
     res = json.loads((tmp_path / "faithfulness.json").read_text())
-    assert {"deletion", "randomisation", "pointing", "decision", "paper", "pictures"} <= set(res)
+    assert {"deletion", "randomisation", "road", "pointing", "decision", "paper", "pictures"} <= set(res)
     explainers = {*fb.ESTIMATORS, "gradcam", "gradcam10"}
     assert set(res["deletion"]["maps"]) == explainers | {"random", "brightness", "centre"}
     assert explainers <= set(res["randomisation"]["steps"][0])
     assert res["deletion"]["gradcam_block6_max"] < 1e-4  # 'pc' + softmax: g gets no gradient
     assert len(res["randomisation"]["steps"]) == len(fb.CASCADE)
+    assert len(res["randomisation"]["steps"][1]["attn2"]["abs"]) == len(fb.SEEDS)
+    assert {"attn1-brightness", "gradcam-centre"} <= set(res["road"]["paired"])
     assert [r["epoch"] for r in res["paper"]["epochs"]] == [1, 2]
     md = (tmp_path / "faithfulness.md").read_text()
     assert "deletion AUC" in md and "pointing hit rate" in md and "did not overfit" in md
-    for png in ("faithfulness_maps.png", "faithfulness_curves.png"):
+    for png in ("faithfulness_maps.png", "faithfulness_curves.png", "faithfulness_road.png"):
         assert (tmp_path / "docs" / png).stat().st_size > 1000
     print(f"quick run: {time.time() - t0:.1f} s")
