@@ -43,7 +43,8 @@ def markdown_table(rows: dict[str, Any]) -> str:
         epochs = str(r["epochs"]) + (f" ({r['max_train_samples']} img)" if r["max_train_samples"] else "")
         tta = r["test_tta"]
         # rows on another row's schedule were not calibrated: their epochs are the parent's
-        quiet = "-" if r.get("schedule_of") else f"{r['calibrated_images_per_s']:.0f}"
+        ips = r["calibrated_images_per_s"]
+        quiet = "-" if r.get("schedule_of") or ips is None else f"{ips:.0f}"
         lines.append(
             f"| {name} | {r['model']} ({r['recipe']}) | {size} | {r['num_params'] / 1e6:.2f} | "
             f"{r['gflops']:.3g} | {epochs} | {r['train_minutes']:.1f} | "
@@ -125,6 +126,49 @@ def markdown_verdict(rows: dict[str, Any], v: dict[str, Any]) -> str:
     return out
 
 
+def _fixed_schedule(run: dict[str, Any]) -> bool:
+    """A row with a schedule of its own in epochs (neither calibrated nor copied from a parent)."""
+    return run["calibrated_images_per_s"] is None and not run.get("schedule_of")
+
+
+def paired_over_seeds(rows: dict[str, Any], best: str) -> dict[str, Any]:
+    """``best`` minus each paper/peer row, seed by seed (the same seed on both sides), for the seeds both
+    rows have: ``{row: {"seeds": [...], metric: [[diff, lo, hi] per seed], metric_mean: float}}``."""
+    mine = {run["seed"]: run for run in rows[best]["runs"]}
+    out: dict[str, Any] = {}
+    for name in _row_order(rows):
+        theirs = {run["seed"]: run for run in rows[name]["runs"]}
+        seeds = sorted(set(mine) & set(theirs))
+        if rows[name]["role"] not in ("paper", "peer") or len(seeds) < 2:
+            continue
+        diffs = [paired_difference(mine[s], theirs[s]) for s in seeds]
+        entry: dict[str, Any] = {"seeds": seeds}
+        for k in ("balanced_accuracy", "macro_f1"):
+            entry[k] = [d[k] for d in diffs]
+            entry[f"{k}_mean"] = float(np.mean([d[k][0] for d in diffs]))
+        out[name] = entry
+    return out
+
+
+def markdown_paired_over_seeds(best: str, seeded: dict[str, Any]) -> str:
+    out = (
+        f"\nPaired over seeds: **{best}** minus each peer, the same seed on both sides, test, with each "
+        "seed's paired 95% bootstrap interval; 'above 0' counts the seeds whose interval lies above 0.\n\n"
+        "| against | seeds | balanced acc. per seed | mean | above 0 | macro-F1 per seed | mean | above 0 |\n"
+        "|---|---|---|---:|---:|---|---:|---:|\n"
+    )
+    for name, entry in seeded.items():
+        cells = []
+        for k in ("balanced_accuracy", "macro_f1"):
+            per_seed = "; ".join(
+                f"{100 * d:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]" for d, lo, hi in entry[k]
+            )
+            above = sum(lo > 0 for _, lo, _ in entry[k])
+            cells += [per_seed, f"{100 * entry[f'{k}_mean']:+.1f}", f"{above} of {len(entry['seeds'])}"]
+        out += f"| {name} | {', '.join(map(str, entry['seeds']))} | " + " | ".join(cells) + " |\n"
+    return out
+
+
 def chirality(confusion: Sequence[Sequence[int]], swaps: dict[int, int]) -> float | None:
     """Of the true spirals (the classes a mirror swaps) called a spiral, the share with the right winding
     direction: 0.5 is a model blind to chirality. None without such predictions."""
@@ -166,10 +210,20 @@ def report(results_dir: Path, n_boot: int = 1000, quiet: bool = False) -> dict[s
         n: r["runs"][0]["budget_minutes"] for n, r in rows.items() if r["runs"][0]["budget_minutes"] != budget
     }
     own_text = "".join(f" ({n}: {b:g} min)" for n, b in own.items())
+    fixed = {r["runs"][0]["epochs"] for r in rows.values() if _fixed_schedule(r["runs"][0])}
+    if len(fixed) == 1 and all(_fixed_schedule(r["runs"][0]) for r in rows.values()):
+        schedule = (
+            f"Schedule: {fixed.pop()} epochs per run, the same for every row (no time budget: rows measured "
+            "on different machines stay comparable)."
+        )
+    else:
+        schedule = (
+            f"Budget: {budget:g} min of training per run{own_text} on a quiet 2-core CPU (calibrated "
+            "throughput -> epochs)."
+        )
     header = (
         f"gz1_sdss (real SDSS cutouts, Galaxy Zoo 1 labels), split seed {SPLIT_SEED} (grouped, stratified "
-        f"80/10/10), test n={first['n_test']}. Budget: {budget:g} min of training per run{own_text} on a "
-        "quiet 2-core CPU (calibrated throughput -> epochs). Best epoch chosen on validation macro-F1; test "
+        f"80/10/10), test n={first['n_test']}. {schedule} Best epoch chosen on validation macro-F1; test "
         "scored once. "
         "Intervals: 95% bootstrap (1000 resamples). D4 TTA: 8 rotations/mirrors, mirrored views with the "
         "clockwise/anticlockwise probabilities swapped back. ECE (15 bins) on test before -> after "
@@ -183,12 +237,16 @@ def report(results_dir: Path, n_boot: int = 1000, quiet: bool = False) -> dict[s
     target = verdict(rows)
     if target is not None:
         md += markdown_verdict(rows, target)
+    seeded = paired_over_seeds(rows, target["best"]) if target is not None else {}
+    if seeded:
+        md += markdown_paired_over_seeds(target["best"], seeded)
     out = {
         "dataset": DATASET,
         "split_seed": SPLIT_SEED,
         "budget_minutes": budget,
         "rows": rows,
         "verdict": target,
+        "paired_over_seeds": seeded,
     }
     write_json(results_dir / "results.json", out)
     write_text(results_dir / "results.md", md)
