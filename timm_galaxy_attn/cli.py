@@ -6,6 +6,11 @@ timm_galaxy_attn predict ...`` (each process takes a share of the inputs; the ma
 Exit status: 0 all rows predicted, 1 some inputs failed (their rows carry an ``error``), 2 usage error
 (missing input, unusable model, existing output of another run).
 
+``galaxy-attn embed INPUT... --out emb.parquet``: predict with the column ``embedding`` (the classifier's
+input, :mod:`timm_galaxy_attn.catalog.embed`); same exit status. ``galaxy-attn similar EMB --query IMAGE -k
+10`` (or ``--query-row N``): the nearest rows by cosine distance (:mod:`timm_galaxy_attn.catalog.similar`).
+Exit status: 0 found, 2 error.
+
 ``galaxy-attn render CATALOGUE --rows 0,5,10-20 --out DIR``: heatmap PNGs of chosen rows from the maps
 stored by ``predict --maps`` (:mod:`timm_galaxy_attn.catalog.render`). Exit status: 0 written, 2 error.
 
@@ -65,6 +70,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="classify galaxy cutouts into a catalogue (parquet/CSV)",
         description="Classify images, folders, astroNN HDF5 and FITS cutouts: one catalogue row per galaxy.",
     )
+    _add_run_options(p, embed=False)
+    p = sub.add_parser(
+        "embed",
+        help="a catalogue with each galaxy's embedding (the classifier's input), for galaxy-attn similar",
+        description="predict, plus the column 'embedding': the model's pooled attended features "
+        "(forward_head(forward_features(x), pre_logits=True)), float32, one row per galaxy; resumable.",
+    )
+    _add_run_options(p, embed=True)
+    _add_similar_parser(sub)
+    _add_render_parser(sub)
+    _add_export_parser(sub)
+    return parser
+
+
+def _add_run_options(p: argparse.ArgumentParser, embed: bool) -> None:
+    """The options of a catalogue run (predict, embed)."""
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders, .h5 files, FITS files")
     p.add_argument(
         "--model",
@@ -72,9 +93,14 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"timm name with tag (default {DEFAULT_TAG}: the best shipped weights; "
         "timm.list_pretrained('galaxy_attn*') lists the others), a model folder, or hf-hub:ORG/NAME",
     )
-    p.add_argument("--out", required=True, help="catalogue file, .parquet or .csv (CSV gets a .json sidecar)")
+    if embed:
+        p.add_argument("--out", required=True, help="catalogue file, .parquet (the embeddings need parquet)")
+        tta_help = "d4: probabilities: the mean over 8 rotations/flips; embedding: the identity view's"
+    else:
+        p.add_argument("--out", required=True, help="catalogue file, .parquet or .csv (CSV: a .json sidecar)")
+        tta_help = "d4: mean over 8 rotations/flips"
     _add_map_options(p)
-    p.add_argument("--tta", choices=("none", "d4"), default="none", help="d4: mean over 8 rotations/flips")
+    p.add_argument("--tta", choices=("none", "d4"), default="none", help=tta_help)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--image-size", type=int, help="model input size (default: the model's pretrained_cfg)")
     p.add_argument(
@@ -113,9 +139,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an --out made by a different run")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_fits_options(p)
-    _add_render_parser(sub)
-    _add_export_parser(sub)
-    return parser
 
 
 def _add_fits_options(p: argparse.ArgumentParser) -> None:
@@ -147,6 +170,60 @@ def _add_map_options(p: argparse.ArgumentParser) -> None:
         help="decode JPEGs at 1/2, 1/4, 1/8 scale where the crop keeps its pixels: faster on large JPEGs, "
         "pixels no longer timm's exactly (default off)",
     )
+
+
+def _add_similar_parser(sub) -> None:
+    p = sub.add_parser(
+        "similar",
+        help="the galaxies of an embedding catalogue nearest to a query (cosine distance)",
+        description="Nearest neighbours in a catalogue written by galaxy-attn embed: the query is embedded "
+        "by the catalogue's own model and preprocessing (or is one of its rows); exact cosine search "
+        "(scikit-learn NearestNeighbors).",
+    )
+    p.add_argument("catalogue", metavar="EMB", help="a .parquet catalogue written by galaxy-attn embed")
+    query = p.add_mutually_exclusive_group(required=True)
+    query.add_argument("--query", metavar="IMAGE", help="an image or FITS cutout (one galaxy)")
+    query.add_argument("--query-row", type=int, metavar="N", help="a row of the catalogue (its index)")
+    p.add_argument("-k", type=int, default=10, help="how many neighbours (default 10)")
+    p.add_argument("--model", help="the model for --query (default: the catalogue's; same weights only)")
+    p.add_argument("--device", help="cpu, cuda ... for --query (default: cuda when available)")
+    p.add_argument("--out", help="also write the neighbours to a .csv or .parquet file")
+
+
+def _write_table(df, out: str | None) -> None:
+    """``df`` into ``out`` (.csv or .parquet, atomically); ``df`` None: only check the suffix."""
+    from ._io import atomic_write
+
+    if out is None:
+        return
+    if not out.lower().endswith((".csv", ".parquet")):
+        raise ValueError(f"--out {out} must end in .csv or .parquet.")
+    if df is not None and out.lower().endswith(".csv"):
+        atomic_write(out, lambda tmp: df.to_csv(tmp, index=False))
+    elif df is not None:
+        atomic_write(out, lambda tmp: df.to_parquet(tmp, index=False))
+
+
+def _similar(args: argparse.Namespace) -> int:
+    from .catalog.similar import SimilarError, similar
+
+    try:
+        _write_table(None, args.out)  # a bad --out is an error before the search
+        df = similar(
+            args.catalogue,
+            query=args.query,
+            query_row=args.query_row,
+            k=args.k,
+            model=args.model,
+            device=args.device,
+        )
+        _write_table(df, args.out)
+    except (SimilarError, ValueError, OSError) as exc:
+        print(f"galaxy-attn similar: error: {exc}", file=sys.stderr)
+        return 2
+    shown = df.dropna(axis=1, how="all")  # e.g. row and hdu, for image files
+    print(shown.to_string(index=False, na_rep="", float_format=lambda v: f"{v:.4f}"))
+    return 0
 
 
 def _add_render_parser(sub) -> None:
@@ -228,6 +305,7 @@ def _predict(args: argparse.Namespace) -> int:
         maps=args.maps,
         jpeg_draft=args.jpeg_draft,
         compile=args.compile,
+        embeddings=args.command == "embed",
         mirror_label_swaps=args.mirror_swap,
         fits=FitsOptions(
             planes=args.fits_planes,
@@ -251,7 +329,7 @@ def _predict(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
         )
     except (ModelLoadError, FileNotFoundError, FileExistsError, ValueError) as exc:
-        print(f"galaxy-attn predict: error: {exc}", file=sys.stderr)
+        print(f"galaxy-attn {args.command}: error: {exc}", file=sys.stderr)
         return 2
     if not summary.is_main_process:
         return 0
@@ -262,8 +340,10 @@ def _predict(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``galaxy-attn`` console script; returns the exit status."""
     args = build_parser().parse_args(argv)
-    if args.command == "predict":
+    if args.command in ("predict", "embed"):
         return _predict(args)
+    if args.command == "similar":
+        return _similar(args)
     if args.command == "export":
         return _export(args)
     if args.command == "render":

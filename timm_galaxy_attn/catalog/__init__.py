@@ -50,11 +50,15 @@ than the model's crop is meant for get a prediction and a ``warning`` (:mod:`.._
 input path or an unusable model stops the run before it starts. ``precision="auto"`` (the default) uses
 bf16 only where the device runs it natively (:mod:`..device`); the catalogue records what was used.
 
+``embeddings=True`` (``galaxy-attn embed``) adds each galaxy's ``embedding``, the classifier's input
+(:mod:`.embed`); :func:`similar` (``galaxy-attn similar``) finds a query's nearest rows by cosine distance
+(:mod:`.similar`).
+
 Modules, one concern each: :mod:`.model` (loading), :mod:`.inputs` (listing), :mod:`.decode` /
 :mod:`.geometry` / :mod:`.fits` (pixels), :mod:`.batches` (a batch's rows), :mod:`.engine` (pipelines,
 producer thread, inference, TTA), :mod:`.table` (Arrow rows), :mod:`.heatmaps`, :mod:`.maps`, :mod:`.parts`
 (part files, resume, merge), :mod:`.run` (:func:`run_predict`), :mod:`.api` (:func:`predict`),
-:mod:`.render`.
+:mod:`.render`, :mod:`.embed`, :mod:`.similar`.
 """
 
 from __future__ import annotations
@@ -67,9 +71,11 @@ from .maps import MapsError, maps_path, read_maps
 from .model import LoadedModel, ModelLoadError, load_model
 from .options import PredictOptions, PredictSummary
 from .run import run_predict
+from .similar import EmbeddingCatalogue, SimilarError, read_embeddings, similar
 
 __all__ = [
     "IMAGE_SUFFIXES",
+    "EmbeddingCatalogue",
     "FitsOptions",
     "InputError",
     "InputList",
@@ -78,10 +84,13 @@ __all__ = [
     "ModelLoadError",
     "PredictOptions",
     "PredictSummary",
+    "SimilarError",
     "collect_inputs",
     "load_model",
     "maps_path",
     "predict",
+    "read_embeddings",
     "read_maps",
     "run_predict",
+    "similar",
 ]

@@ -38,6 +38,7 @@ def predict(
     tta: str = "none",
     heatmaps: str | os.PathLike | None = None,
     maps: bool = False,
+    embeddings: bool = False,
     jpeg_draft: bool = False,
     compile: bool = False,
     image_size: int | None = None,
@@ -60,6 +61,7 @@ def predict(
     ``"pandas"`` (DataFrame), ``"arrow"`` (pyarrow.Table, with the run's metadata in its schema) or
     ``"none"`` (return the :class:`.options.PredictSummary`). Rows whose input was broken carry an ``error``.
     ``maps=True`` stores the attention maps in ``<out>.maps.h5`` (give ``out`` to keep them);
+    ``embeddings=True`` adds the column ``embedding``, the classifier's input (:mod:`.embed`; parquet only);
     JPEGs are decoded at full size (the timm transform's pixels exactly); ``jpeg_draft=True`` decodes large
     ones at 1/2-1/8 scale where the crop keeps the pixels the model reads (faster; probabilities move a bit).
     ``compile=True`` runs the model through ``torch.compile`` (not with maps or heatmaps).
@@ -78,6 +80,7 @@ def predict(
         channels_last=channels_last,
         heatmaps=str(heatmaps) if heatmaps is not None else None,
         maps=maps,
+        embeddings=embeddings,
         jpeg_draft=jpeg_draft,
         compile=compile,
         mirror_label_swaps=mirror_label_swaps,

@@ -29,6 +29,7 @@ import torch
 from ..attention import capture_attention
 from ..tta import d4_probs, mirror_permutation
 from .batches import BatchDecoder
+from .embed import WithEmbedding
 from .model import LoadedModel
 from .table import class_columns
 
@@ -122,6 +123,8 @@ class Engine:
         self.mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
         self.model = loaded.model.to(device).eval()
+        if opts.embeddings:  # one forward gives (logits, embedding) (catalog.embed)
+            self.model = WithEmbedding(self.model).eval()
         if opts.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         if opts.compile:  # each pipeline's replica is a copy of the compiled module (recompiles quickly)
@@ -129,16 +132,18 @@ class Engine:
         self.columns = class_columns(loaded.label_names)
         self.mirror_perm = mirror_permutation(len(loaded.label_names), opts.mirror_label_swaps, device)
 
-    def _probs(self, x: torch.Tensor) -> torch.Tensor:
+    def _probs(self, x: torch.Tensor, embeddings: list[torch.Tensor]) -> torch.Tensor:
+        """Probabilities of ``x``; with embeddings on, the first call's embedding goes into ``embeddings``."""
         if self.opts.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.opts.precision)
-        if dtype is not None:
-            with torch.autocast(self.device.type, dtype=dtype):
-                logits = self.model(x)
-        else:
-            logits = self.model(x)
-        return logits.float().softmax(dim=1)
+        with torch.autocast(self.device.type, dtype=dtype) if dtype else contextlib.nullcontext():
+            out = self.model(x)
+        if self.opts.embeddings:
+            out, embedding = out
+            if not embeddings:  # the first forward: the image itself (with D4, the identity view)
+                embeddings.append(embedding.float())
+        return out.float().softmax(dim=1)
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
         """(B, S, S, 3) uint8 pixels -> normalised float (B, 3, S, S) on the device: the ops of timm's
@@ -147,11 +152,14 @@ class Engine:
         x = x.sub_(self.mean).div_(self.std)
         return x if self.opts.channels_last else x.contiguous()
 
-    def _d4(self, x: torch.Tensor, want_maps: bool, captured: list, maps: list) -> dict[str, torch.Tensor]:
-        """Mean, spread and agreement of the 8 D4 views; the identity view's maps into ``maps``."""
+    def _d4(
+        self, x: torch.Tensor, want_maps: bool, captured: list, maps: list, embeddings: list
+    ) -> dict[str, torch.Tensor]:
+        """Mean, spread and agreement of the 8 D4 views; the identity view's maps into ``maps`` (and its
+        embedding into ``embeddings``)."""
 
         def probs_of(view: torch.Tensor) -> torch.Tensor:
-            p = self._probs(view)
+            p = self._probs(view, embeddings)
             if want_maps and not maps:  # the identity view's maps (the first forward)
                 maps.extend(m.cpu() for m in captured)
             return p
@@ -163,16 +171,20 @@ class Engine:
 
     @torch.inference_mode()
     def run(self, x: torch.Tensor, want_maps: bool) -> dict[str, Any]:
-        """Probabilities (and, with ``want_maps``, attention maps) of a (B, S, S, 3) uint8 batch."""
+        """Probabilities (with ``want_maps`` attention maps, with embeddings on ``embedding``) of a
+        (B, S, S, 3) uint8 batch."""
         x = self.normalise(x)
         maps: list[torch.Tensor] = []
+        embeddings: list[torch.Tensor] = []
         with capture_attention(self.model) if want_maps else contextlib.nullcontext([]) as captured:
             if self.opts.tta == "d4":
-                out = self._d4(x, want_maps, captured, maps)
+                out = self._d4(x, want_maps, captured, maps, embeddings)
             else:
-                out = {"probs": self._probs(x)}
+                out = {"probs": self._probs(x, embeddings)}
                 if want_maps:
                     maps = [m.cpu() for m in captured]
+        if embeddings:
+            out["embedding"] = embeddings[0]
         out = {k: v.cpu() for k, v in out.items()}
         out["maps"] = maps
         return out

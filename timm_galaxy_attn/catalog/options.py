@@ -26,6 +26,7 @@ class PredictOptions:
     maps: bool = False  # the attention maps as arrays, in <out>.maps.h5 (catalog.maps)
     jpeg_draft: bool = False  # JPEGs decoded at 1/2^k scale where the crop keeps its pixels (catalog.decode)
     compile: bool = False  # torch.compile the model (not with maps or heatmaps: it skips the attention hooks)
+    embeddings: bool = False  # the classifier's input per galaxy, column ``embedding`` (parquet only)
 
 
 @dataclasses.dataclass

@@ -24,6 +24,7 @@ from .._io import sha256_json
 from ..device import PRECISIONS, announce, choose_precision
 from ..labels import MIRROR_LABEL_SWAPS
 from .batches import BatchDecoder
+from .embed import EMBEDDING_OF, check_embedding
 from .engine import Engine, predicted_batches
 from .geometry import ModelPixels
 from .heatmaps import write_heatmaps
@@ -73,6 +74,11 @@ def _check_options(opts: PredictOptions, out: Path) -> None:
         )
     if out.suffix.lower() not in (".parquet", ".csv"):
         raise ValueError(f"--out {out} must end in .parquet or .csv.")
+    if opts.embeddings and out.suffix.lower() != ".parquet":
+        raise ValueError(
+            f"--out {out}: embeddings are stored as a list column, which CSV cannot hold; "
+            "write a .parquet catalogue."
+        )
 
 
 def _distributed_state(device: str | None):
@@ -109,8 +115,9 @@ def _plan(loaded: LoadedModel, opts: PredictOptions, items: InputList, dev: torc
     if opts.image_size:
         data_config["input_size"] = (3, opts.image_size, opts.image_size)
     pixels = ModelPixels(data_config, jpeg_draft=opts.jpeg_draft)
+    dim = check_embedding(loaded.model, tuple(data_config["input_size"])) if opts.embeddings else None
     engine = Engine(loaded, opts, dev, data_config["mean"], data_config["std"])
-    schema = catalogue_schema(engine.columns, opts.tta == "d4", opts.heatmaps is not None)
+    schema = catalogue_schema(engine.columns, opts.tta == "d4", opts.heatmaps is not None, dim)
     meta = {
         "format_version": _FORMAT_VERSION,
         "model": loaded.name,
@@ -132,6 +139,9 @@ def _plan(loaded: LoadedModel, opts: PredictOptions, items: InputList, dev: torc
         "inputs_sha256": items.digest(),
         "entropy_units": "nats",
     }
+    if dim:  # only then: the fingerprints of catalogues without embeddings stay as they were
+        view = "the identity view (probabilities: the D4 mean)" if opts.tta == "d4" else "the image"
+        meta["embedding"] = {"dim": dim, "of": EMBEDDING_OF, "view": view, "dtype": "float32"}
     meta["run_fingerprint"] = sha256_json(meta)
     return _Plan(items, opts, data_config, pixels, engine, schema, meta)
 

@@ -2,8 +2,9 @@
 
 Columns: the input's identity (``index``, ``source``, ``row``, ``hdu``, ``file_label``, ``ra``, ``dec``),
 ``pred_id``, ``pred_label``, one ``prob_<class>`` per class, ``margin`` (top-1 minus top-2), ``entropy``
-(nats); with D4 TTA one ``std_<class>`` per class and ``tta_agreement``; with heatmaps ``heatmap``; then
-``warning`` and ``error``. Rows whose input failed have nulls in every prediction column.
+(nats); with D4 TTA one ``std_<class>`` per class and ``tta_agreement``; with heatmaps ``heatmap``; with
+embeddings ``embedding`` (a fixed-size list of float32, :mod:`.embed`); then ``warning`` and ``error``. Rows
+whose input failed have nulls in every prediction column.
 """
 
 from __future__ import annotations
@@ -36,8 +37,9 @@ def class_columns(label_names: Sequence[str]) -> list[str]:
     return out
 
 
-def catalogue_schema(columns: list[str], tta: bool, heatmaps: bool):
-    """The pyarrow schema of a catalogue with the class columns ``columns``."""
+def catalogue_schema(columns: list[str], tta: bool, heatmaps: bool, embedding_dim: int | None = None):
+    """The pyarrow schema of a catalogue with the class columns ``columns`` (``embedding_dim``: the size
+    of the ``embedding`` column, None for none)."""
     import pyarrow as pa
 
     fields = [
@@ -58,6 +60,8 @@ def catalogue_schema(columns: list[str], tta: bool, heatmaps: bool):
         fields += [(f"std_{c}", pa.float32()) for c in columns] + [("tta_agreement", pa.float32())]
     if heatmaps:
         fields.append(("heatmap", pa.string()))
+    if embedding_dim:
+        fields.append(("embedding", pa.list_(pa.float32(), embedding_dim)))
     fields += [("warning", pa.string()), ("error", pa.string())]
     return pa.schema(fields)
 
@@ -78,6 +82,17 @@ def _tta_columns(
     return cols
 
 
+def _embedding_column(result: dict[str, Any] | None, ok: list[int], n: int, type_):
+    """The ``embedding`` column: the rows' vectors, null where the input failed."""
+    import pyarrow as pa
+
+    vectors: list[Any] = [None] * n
+    if result is not None:
+        for i, vector in zip(ok, result["embedding"].numpy(), strict=True):
+            vectors[i] = vector
+    return pa.array(vectors, type=type_)
+
+
 def batch_table(
     rows: list[dict[str, Any]],
     result: dict[str, Any] | None,
@@ -86,7 +101,8 @@ def batch_table(
     schema,
 ):
     """The catalogue rows of one batch: ``rows`` (per-input facts) with the predictions of ``result``
-    (``probs`` and, with TTA, ``std`` and ``agreement`` of the rows without an error)."""
+    (``probs``, with TTA ``std`` and ``agreement``, with embeddings ``embedding``, of the rows without an
+    error)."""
     import pyarrow as pa
 
     ok = [i for i, r in enumerate(rows) if r["error"] is None]
@@ -113,6 +129,8 @@ def batch_table(
         cols.update(_tta_columns(result, ok, columns, n, mask))
     if "heatmap" in schema.names:
         cols["heatmap"] = [r.get("heatmap") for r in rows]
+    if "embedding" in schema.names:
+        cols["embedding"] = _embedding_column(result, ok, n, schema.field("embedding").type)
     cols["warning"] = [r["warning"] for r in rows]
     cols["error"] = [r["error"] for r in rows]
     return pa.Table.from_pydict(cols, schema=schema)
