@@ -1,0 +1,249 @@
+"""Numbers in README.md and docs/ equal the stored results they come from (JSON only; offline, fast).
+
+Each claim names a doc, a fragment of its text and a results file under benchmarks/results/. In the
+fragment, ``#`` stands for one number (captured), `` ... `` for any text in between, and the rest is literal
+(whitespace and line breaks in the doc count as one space). Every occurrence of the fragment must show the
+values read from the results file, formatted as the claim says.
+
+Adding a claim is one line in ``CLAIMS``::
+
+    Claim("docs/x.md", "reached # test accuracy", MAIN_JOB, ("test_accuracy",), F(".3f")),
+
+``values`` are paths into the JSON (``/``-separated keys and list indexes; a list value gives all its
+numbers, e.g. an interval ``[lo, hi]``) or functions of the loaded JSON; ``fmt`` is one formatter for all
+numbers or a tuple, one per number. ``run0``, ``paired`` and ``tta`` build the usual paths.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import pytest
+from conftest import REPO_ROOT
+
+Getter = str | Callable[[Any], Any]
+Formatter = Callable[[float], str]
+
+RESULTS = "benchmarks/results"
+MAIN_JOB = f"{RESULTS}/main_job/intel_xeon_2cpu.json"
+ACCURACY = f"{RESULTS}/accuracy/results.json"
+PAIRED = f"{RESULTS}/paired_differences.json"
+TTA = f"{RESULTS}/tta_validation.json"
+SPEED_AMD = f"{RESULTS}/speed/amd_epyc_2cpu.json"
+NUMBER = r"([+-]?\d+(?:\.\d+)?)"
+SHIPPED_TINY = "galaxy_attn_vgg_tiny_s4.gz1_sdss"
+
+
+def F(spec: str, scale: float = 1.0) -> Formatter:
+    """A formatter: ``value * scale`` with the format ``spec`` (``F(".1f", 100)``: a fraction as %)."""
+    return lambda x: format(float(x) * scale, spec)
+
+
+PCT = F(".1f", 100)  # 0.848 -> "84.8"
+SPCT = F("+.1f", 100)  # 0.148 -> "+14.8"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Numbers in ``doc`` (where ``fragment`` matches) come from ``values`` of the JSON file ``source``."""
+
+    doc: str
+    fragment: str
+    source: str
+    values: tuple[Getter, ...]
+    fmt: Formatter | tuple[Formatter, ...] = PCT
+
+    def pattern(self) -> re.Pattern[str]:
+        """The fragment as a regex: ``#`` a captured number, `` ... `` any text, the rest literal."""
+        pieces = re.sub(r"\s+", " ", self.fragment).split(" ... ")
+        return re.compile(" .*? ".join(NUMBER.join(map(re.escape, p.split("#"))) for p in pieces))
+
+
+def seed0(row: str, *keys: str) -> tuple[str, ...]:
+    """Paths ``key`` of row ``row``'s seed-0 run (accuracy results), e.g. ``"test/ece"``."""
+    return tuple(f"rows/{row}/runs/0/{k}" for k in keys)
+
+
+def run0(row: str, *metrics: str) -> tuple[str, ...]:
+    """Row ``row``'s seed-0 test ``metric`` and its 95% interval, for each metric (accuracy results)."""
+    base = f"rows/{row}/runs/0/test"
+    return tuple(p for m in metrics for p in (f"{base}/{m}", f"{base}/ci95/{m}"))
+
+
+def mean_std(row: str, *metrics: str) -> tuple[str, ...]:
+    """Row ``row``'s mean and standard deviation over seeds of test ``metric`` (accuracy results)."""
+    base = f"rows/{row}/aggregate/test"
+    return tuple(p for m in metrics for p in (f"{base}_{m}_mean", f"{base}_{m}_std"))
+
+
+def paired(a: str, b: str, *metrics: str) -> tuple[str, ...]:
+    """[difference, lo, hi] of ``a`` minus ``b`` in paired_differences.json, for each metric."""
+    return tuple(f"pairs/{a}-{b}/{m}" for m in metrics)
+
+
+def tta(*metrics: str, tag: str = SHIPPED_TINY) -> tuple[str, ...]:
+    """One view, then D4 TTA, on validation for each metric (tta_validation.json)."""
+    return tuple(p for m in metrics for p in (f"tags/{tag}/one_view/{m}", f"tags/{tag}/d4_tta/{m}"))
+
+
+def avx2_fp32_vs_bf16(d: dict[str, Any]) -> float:
+    """fp32 training speed held to AVX2 over the native bf16 speed (the speed file's training rows)."""
+    native, avx2 = d["training"]
+    return avx2["fp32_images_per_s"] / native["auto_images_per_s"]
+
+
+TABLE_METRICS = ("accuracy", "balanced_accuracy", "macro_f1")
+ROW_CELLS = " | # [#, #] | # [#, #] | # [#, #] |"
+
+README, RESULTS_MD, HUB_MD, TRAINING_MD = "README.md", "docs/results.md", "docs/hub.md", "docs/training.md"
+TINY_ROW, VGG_ROW, OURS_3SEEDS = "ours_tiny_128s4_sampler", "ours_vgg_32s1", "ours_tiny_128s4"
+VS_RESNET = "verdict/paired/resnet18_64"
+RARE = ("test/per_class/Don't know/f1", "test/per_class/Merger/f1")
+
+CLAIMS: tuple[Claim, ...] = (
+    # README: the main job (benchmarks/main_job.py) and the precision on a CPU without bf16
+    Claim(README, "it took # s and reached # test accuracy (macro-F1 #)", MAIN_JOB,
+          ("wall_time_s", "test_accuracy", "test_macro_f1"), (F(".0f"), F(".3f"), F(".3f"))),
+    Claim(README, "load average # over the last 15 minutes", MAIN_JOB,
+          ("load_average_1_5_15min/after/2",), F(".1f")),
+    Claim(README, "In `intel_xeon_2cpu.json` (a #-core Intel Xeon", MAIN_JOB, ("machine/cpus",), F(".0f")),
+    Claim(README, "fp32 on AVX2 trains at #x the bf16 speed", SPEED_AMD, (avx2_fp32_vs_bf16,), F(".2f")),
+    Claim(README, "picks fp32 by itself, about #x slower", SPEED_AMD, (lambda d: 1 / avx2_fp32_vs_bf16(d),),
+          F(".0f")),
+    # README: "Which model for what" (seed 0 test, 95% intervals)
+    Claim(README, f"| `{SHIPPED_TINY}` | ...{ROW_CELLS}", ACCURACY, run0(TINY_ROW, *TABLE_METRICS)),
+    Claim(README, f"| `galaxy_attn_vgg.gz1_sdss` | ...{ROW_CELLS}", ACCURACY, run0(VGG_ROW, *TABLE_METRICS)),
+    # docs/results.md: the shipped row, the paper's network, paired differences, three-seed means
+    Claim(RESULTS_MD, "on test: accuracy # [#, #], balanced accuracy # [#, #], macro-F1 # [#, #]", ACCURACY,
+          run0(TINY_ROW, *TABLE_METRICS)),
+    Claim(RESULTS_MD, "It is the best row on validation (macro-F1 # vs #)", ACCURACY,
+          seed0(TINY_ROW, "validation/macro_f1") + seed0(OURS_3SEEDS, "validation/macro_f1")),
+    Claim(RESULTS_MD, "(vs #, #, #), ECE", ACCURACY, run0(OURS_3SEEDS, *TABLE_METRICS)[::2]),
+    Claim(RESULTS_MD, "ECE # before any temperature scaling (#)", ACCURACY,
+          seed0(TINY_ROW, "test/ece") + seed0(OURS_3SEEDS, "test/ece"), F(".3f")),
+    Claim(RESULTS_MD, "rare classes # and # F1 (#, #)", ACCURACY,
+          seed0(TINY_ROW, *RARE) + seed0(OURS_3SEEDS, *RARE)),
+    Claim(RESULTS_MD, "quiet run took # min: this session's machine trained the tiny network at # images/s "
+          "against the # calibrated", ACCURACY, seed0(TINY_ROW, "train_minutes", "images_per_s")
+          + seed0(OURS_3SEEDS, "calibrated_images_per_s"), (F(".1f"), F(".0f"), F(".0f"))),
+    Claim(RESULTS_MD, "(# epochs at its calibrated # images/s;", ACCURACY,
+          seed0(VGG_ROW, "epochs", "calibrated_images_per_s"), F(".0f")),
+    Claim(RESULTS_MD, "# GFLOP per training image), shipped as", SPEED_AMD,
+          ("throughput/0/gflop_train_per_image",), F(".1f")),
+    Claim(RESULTS_MD, "It reaches test macro-F1 # [#, #] and balanced accuracy # [#, #]", ACCURACY,
+          run0(VGG_ROW, "macro_f1", "balanced_accuracy")),
+    Claim(RESULTS_MD, "paired interval** (# [#, #], one seed), not on balanced accuracy (# [#, #])", ACCURACY,
+          (f"{VS_RESNET}/macro_f1", f"{VS_RESNET}/balanced_accuracy"), SPCT),
+    Claim(RESULTS_MD, "the paired difference, # [#, #], is above 0", PAIRED,
+          paired(OURS_3SEEDS, "efficientnet_b0_64", "balanced_accuracy"), SPCT),
+    Claim(RESULTS_MD, "(# [#, #] macro-F1, # [#, #] balanced accuracy)", PAIRED,
+          paired(OURS_3SEEDS, "resnet18_64", "macro_f1", "balanced_accuracy"), SPCT),
+    Claim(RESULTS_MD, "ours averages test macro-F1 # +- # and balanced accuracy # +- # (accuracy # +- #)",
+          ACCURACY, mean_std(OURS_3SEEDS, "macro_f1", "balanced_accuracy", "accuracy")),
+    Claim(RESULTS_MD, "`resnet18` # +- # and # +- # (# +- #): each", ACCURACY,
+          mean_std("resnet18_64", "macro_f1", "balanced_accuracy", "accuracy")),
+    # docs/hub.md: D4 TTA on validation (benchmarks/tta_validation.py)
+    Claim(HUB_MD, "(# -> #; accuracy # -> #, balanced accuracy # -> #;", TTA,
+          tta("macro_f1", "accuracy", "balanced_accuracy")),
+    # docs/training.md: emulated bf16 on the AMD EPYC held to AVX2, and the default precision's speed-up
+    Claim(TRAINING_MD, "a bf16 matmul ran at # GFLOP/s against # in fp32", SPEED_AMD,
+          ("training/1/matmul_gflops/bf16", "training/1/matmul_gflops/fp32"), (F(".1f"), F(".0f"))),
+    Claim(TRAINING_MD, "trains at #x the speed of `--mixed-precision no` (both fp32), and natively it picks "
+          "bf16 at #x fp32", SPEED_AMD, ("training/1/ratio", "training/0/ratio"), F(".2f")),
+)  # fmt: skip
+
+
+# Tables copied from a results report: every table line of the doc must be a line of the report.
+TABLES: tuple[tuple[str, str], ...] = ((RESULTS_MD, f"{RESULTS}/accuracy/results.md"),)
+
+
+@cache
+def load(path: str) -> Any:
+    return json.loads((REPO_ROOT / path).read_text())
+
+
+@cache
+def doc_text(path: str) -> str:
+    return " ".join((REPO_ROOT / path).read_text().split())
+
+
+def lookup(data: Any, getter: Getter) -> list[float]:
+    """The number(s) at ``getter`` in ``data``: a ``/``-path (list indexes allowed) or a function."""
+    if callable(getter):
+        value = getter(data)
+    else:
+        value = data
+        for key in getter.split("/"):
+            value = value[int(key)] if isinstance(value, list) else value[key]
+    return [float(v) for v in value] if isinstance(value, list) else [float(value)]
+
+
+def expected(claim: Claim) -> list[str]:
+    """The claim's numbers as the doc must show them."""
+    data = load(claim.source)
+    numbers = [x for g in claim.values for x in lookup(data, g)]
+    fmts = claim.fmt if isinstance(claim.fmt, tuple) else (claim.fmt,) * len(numbers)
+    assert len(fmts) == len(numbers), f"{claim.fragment!r}: {len(fmts)} formats for {len(numbers)} numbers"
+    return [f(x) for f, x in zip(fmts, numbers, strict=True)]
+
+
+def mismatches(claim: Claim, text: str) -> list[str]:
+    """What is wrong with ``claim`` in ``text``: fragment missing, or numbers unlike the results file."""
+    want = expected(claim)
+    found = [m.groups() for m in claim.pattern().finditer(text)]
+    if not found:
+        return [f"{claim.doc}: fragment {claim.fragment!r} not found"]
+    return [
+        f"{claim.doc}: {claim.fragment!r} shows {list(got)}, {claim.source} gives {want}"
+        for got in found
+        if list(got) != want
+    ]
+
+
+def _claim_id(claim: Claim) -> str:
+    return f"{claim.doc}:{claim.fragment[:40]}"
+
+
+@pytest.mark.parametrize("claim", CLAIMS, ids=_claim_id)
+def test_doc_number_matches_results_file(claim: Claim) -> None:
+    assert claim.source.startswith(f"{RESULTS}/"), "every number comes from a file under benchmarks/results/"
+    assert claim.pattern().groups == len(expected(claim)), "one # per number in the fragment"
+    assert mismatches(claim, doc_text(claim.doc)) == []
+
+
+@pytest.mark.parametrize("claim", CLAIMS, ids=_claim_id)
+def test_a_changed_number_is_caught(claim: Claim) -> None:
+    text = doc_text(claim.doc)
+    match = claim.pattern().search(text)
+    assert match is not None
+    start, end = match.span(1)
+    changed = text[:start] + match.group(1) + "1" + text[end:]  # 84.8 -> 84.81, 110 -> 1101
+    assert mismatches(claim, changed), "a doc number unlike its results file must fail"
+
+
+@pytest.mark.parametrize(("doc", "report"), TABLES)
+def test_doc_tables_are_report_lines(doc: str, report: str) -> None:
+    lines = set((REPO_ROOT / report).read_text().splitlines())
+    rows = [line for line in (REPO_ROOT / doc).read_text().splitlines() if line.startswith("|")]
+    assert rows, f"{doc} holds no table"
+    assert [r for r in rows if r not in lines] == [], f"table lines of {doc} that {report} does not hold"
+
+
+def test_fragment_syntax() -> None:
+    claim = Claim("README.md", "took # s ... reached # [#, #]", MAIN_JOB, ("wall_time_s",))
+    m = claim.pattern().search("it took 12 s and then reached +0.5 [-1.0, 2]")
+    assert m is not None and m.groups() == ("12", "+0.5", "-1.0", "2")
+
+
+def _sources() -> Sequence[str]:
+    return sorted({c.source for c in CLAIMS} | {report for _, report in TABLES})
+
+
+@pytest.mark.parametrize("source", _sources())
+def test_results_file_exists(source: str) -> None:
+    assert (REPO_ROOT / source).is_file()
