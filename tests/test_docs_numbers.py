@@ -113,6 +113,23 @@ README, RESULTS_MD, HUB_MD, TRAINING_MD = "README.md", "docs/results.md", "docs/
 TINY_ROW, VGG_ROW, OURS_3SEEDS = "ours_tiny_128s4_sampler", "ours_vgg_32s1", "ours_tiny_128s4"
 VS_RESNET = "verdict/paired/resnet18_64"
 RARE = ("test/per_class/Don't know/f1", "test/per_class/Merger/f1")
+RARE_SUPPORT = ("test/per_class/Don't know/support", "test/per_class/Merger/support")
+FAITH = f"{RESULTS}/attention/faithfulness.json"
+KNN = f"{RESULTS}/embeddings/knn.json"
+LFL_OURS, LFL_RESNET = "ours_tiny_128s4_sampler_10ep", "resnet18_128_sampler_10ep"
+LFL_CONVNEXT = "convnext_atto_128_sampler_10ep"
+
+
+def chirality_of(row: str) -> Callable[[Any], float]:
+    """Of the true spirals (classes 1, 2) called a spiral, the share with the right winding (seed 0 test)."""
+
+    def share(d: Any) -> float:
+        cm = d["rows"][row]["runs"][0]["test"]["confusion_matrix"]
+        called = [[cm[i][j] for j in (1, 2)] for i in (1, 2)]
+        return (called[0][0] + called[1][1]) / sum(map(sum, called))
+
+    return share
+
 
 CLAIMS: tuple[Claim, ...] = (
     # README: the main job (benchmarks/main_job.py) and the precision on a CPU without bf16
@@ -156,6 +173,26 @@ CLAIMS: tuple[Claim, ...] = (
           ACCURACY, mean_std(OURS_3SEEDS, "macro_f1", "balanced_accuracy", "accuracy")),
     Claim(RESULTS_MD, "`resnet18` # +- # and # +- # (# +- #): each", ACCURACY,
           mean_std("resnet18_64", "macro_f1", "balanced_accuracy", "accuracy")),
+    # README "Results in brief": rare classes and chirality, faithfulness, embeddings
+    Claim(README, "gets the winding right on #% of the spirals", ACCURACY, (chirality_of(TINY_ROW),),
+          F(".0f", 100)),
+    Claim(README, "\"Merger\" from # and # to # and # test F1 (# and # test galaxies", ACCURACY,
+          seed0(OURS_3SEEDS, *RARE) + seed0(TINY_ROW, *RARE) + seed0(TINY_ROW, *RARE_SUPPORT),
+          (*(F(".0f", 100),) * 4, F(".0f"), F(".0f"))),
+    Claim(README, "on a small sample: # validation galaxies, # for the ablation", FAITH,
+          ("deletion/images", "decision/images"), F(".0f")),
+    Claim(README, "flips #% of the predictions, the other two none", FAITH,
+          ("decision/ablations/attn2/flip_rate/mean",), F(".0f", 100)),
+    Claim(README, "(deletion AUC # vs # and #; ROAD MoRF # vs # and #)", FAITH,
+          tuple(f"deletion/maps/{m}/deletion_auc/mean" for m in ("attn2", "brightness", "centre"))
+          + tuple(f"road/maps/{m}/morf_auc/mean" for m in ("attn2", "brightness", "centre")), F(".3f")),
+    Claim(README, "worse than random (deletion # vs #)", FAITH,
+          tuple(f"deletion/maps/{m}/deletion_auc/mean" for m in ("attn1", "random")), F(".3f")),
+    Claim(README, "#% of a galaxy's 10 nearest neighbours share its class with the tiny network's attended "
+          "features, #% with resnet18's pooled features trained the same way", KNN,
+          tuple(f"features/{f}/six_classes/mean" for f in (LFL_OURS, LFL_RESNET))),
+    Claim(README, "trained the same way (128 px, sampler, 10 epochs), #% with raw pixels", KNN,
+          ("features/pixels_32px/six_classes/mean",)),
     # docs/hub.md: D4 TTA on validation (benchmarks/tta_validation.py)
     Claim(HUB_MD, "(# -> #; accuracy # -> #, balanced accuracy # -> #;", TTA,
           tta("macro_f1", "accuracy", "balanced_accuracy")),
