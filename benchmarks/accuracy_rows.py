@@ -175,7 +175,7 @@ def _ablation_of(row: Row) -> Row:
 
 
 ROWS: dict[str, Row] = {r.name: r for r in _ROWS}
-ROWS.update({a.name: a for a in (_ablation_of(r) for r in _ROWS if r.role == "ours" and r.epochs is None)})
+ROWS.update({a.name: a for a in (_ablation_of(r) for r in _ROWS if r.role == "ours")})
 
 
 # Names resolved when their turn comes, from the stored results (validation macro-F1 of seed 0).
