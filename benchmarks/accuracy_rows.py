@@ -135,27 +135,19 @@ _LIKE_FOR_LIKE: tuple[Row, ...] = (
         "like for like",
         epochs=LIKE_FOR_LIKE_EPOCHS,
     ),
-    Row(
-        "resnet18_128_sampler_10ep",
-        "peer",
-        "resnet18",
-        "default",
-        128,
-        None,
-        _SAMPLER,
-        "like for like",
-        epochs=LIKE_FOR_LIKE_EPOCHS,
-    ),
-    Row(
-        "convnext_atto_128_sampler_10ep",
-        "peer",
-        "convnext_atto",
-        "default",
-        128,
-        None,
-        _SAMPLER,
-        "like for like",
-        epochs=LIKE_FOR_LIKE_EPOCHS,
+    *(
+        Row(
+            f"{peer}_128_sampler_10ep",
+            "peer",
+            peer,
+            "default",
+            128,
+            None,
+            _SAMPLER,
+            "like for like",
+            epochs=LIKE_FOR_LIKE_EPOCHS,
+        )
+        for peer in ("resnet18", "convnext_atto")
     ),
 )
 LIKE_FOR_LIKE_ROWS = tuple(r.name for r in _LIKE_FOR_LIKE)
