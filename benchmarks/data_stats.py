@@ -4,8 +4,8 @@
 
 The statistics use no labels, but they are taken over the training images only (validation and test are
 not looked at), as a referee expects of anything fitted to data. They are the ``mean``/``std`` of every
-pretrained config in timm_galaxy_attn/model.py (``GALAXY_MEAN``, ``GALAXY_STD``); the JSON also keeps the
-statistics over all 5,665 images, which the configs used before, for comparison.
+pretrained config in timm_galaxy_attn/pretrained/__init__.py (``GALAXY_MEAN``, ``GALAXY_STD``); the JSON also
+keeps the statistics over all 5,665 images, which the configs used before, for comparison.
 """
 
 from __future__ import annotations

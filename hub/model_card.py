@@ -33,7 +33,7 @@ from hub_common import (
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from timm_galaxy_attn._io import atomic_write
-from timm_galaxy_attn.model import VARIANT_OF
+from timm_galaxy_attn.model import MODEL_PRESETS, config_architecture
 
 TEMPLATE = Path(__file__).with_name("model_card_template.md")
 TAGS = ["image-classification", "timm", "transformers", "safetensors", "astronomy", "galaxy-morphology"]
@@ -96,7 +96,8 @@ def _identity(repo_id: str, config: dict[str, Any], info: DatasetInfo) -> dict[s
     variant = tag.split(".")[0]
     # the timm name with tag, when the repository is named after one (galaxy_attn_vgg_tiny_s4.gz1_sdss is
     # galaxy_attn_vgg_small with the tiny widths and stem_stride=4: config.json names the base architecture)
-    timm_name = tag if "." in tag and VARIANT_OF.get(variant, variant) == arch else None
+    known = "." in tag and variant in MODEL_PRESETS
+    timm_name = tag if known and config_architecture(variant) == arch else None
     stride = int(args.get("stem_stride", 1))
     presets = [f"widths {'/'.join(map(str, args['widths']))}"] if args.get("widths") else []
     presets += [f"a stride-{stride} stem"] if stride > 1 else []

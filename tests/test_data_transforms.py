@@ -1,21 +1,23 @@
-"""Fast uint8 path, batch augmentation and the synthetic generator."""
+"""The one pixel path (equal to timm's eval transform), batch augmentation and the synthetic generator."""
 
 from __future__ import annotations
 
 import datasets
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 import timm
 import torch
+from PIL import Image
 
 import timm_galaxy_attn  # noqa: F401  (registers the models: their data config is what we use)
-from timm_galaxy_attn.data import (
-    BatchAugment,
-    create_transform,
-    make_synthetic_galaxies,
-    normalize_batch,
-    prepare_tensors,
-)
+from timm_galaxy_attn.catalog import decode
+from timm_galaxy_attn.catalog.decode import open_image
+from timm_galaxy_attn.catalog.geometry import ModelPixels
+from timm_galaxy_attn.data import BatchAugment, make_synthetic_galaxies, normalize_batch, prepare_tensors
+from timm_galaxy_attn.data.transforms import eval_transform, train_transform
+from timm_galaxy_attn.hf import GalaxyAttnImageProcessor
+from timm_galaxy_attn.pretrained import SHIPPED_TAGS
 
 CFG = {
     "input_size": (3, 32, 32),
@@ -42,9 +44,65 @@ def test_prepare_tensors_matches_timm_eval_transform(cfg):
     ds = _split()
     x, y = prepare_tensors(ds, cfg, image_size=32)
     assert x.dtype == torch.uint8 and x.shape == (12, 3, 32, 32) and y.tolist() == ds["label"]
-    tf = create_transform(cfg, image_size=32)
+    tf = eval_transform(cfg, image_size=32)
     ref = torch.stack([tf(ds[i]["image"]) for i in range(len(ds))])
     torch.testing.assert_close(normalize_batch(x, cfg), ref, atol=1e-5, rtol=0)
+
+
+def _real_images(shared_data, tmp_path) -> list:
+    """Three Galaxy10 DECaLS PNGs (256 px) and three gz1_sdss JPEGs (423 px), as files."""
+    paths = sorted((shared_data / "galaxy10_decals_examples").glob("*.png"))[:3]
+    table = pq.read_table(shared_data / "gz1_sdss" / "data.parquet", columns=["image"]).slice(0, 3)
+    for i, image in enumerate(table.column("image").to_pylist()):
+        (path := tmp_path / f"gz1_{i}.jpeg").write_bytes(image["bytes"])
+        paths.append(path)
+    return paths
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        *SHIPPED_TAGS,
+        {"input_size": (3, 69, 69), "interpolation": "bilinear", "crop_pct": 0.875},  # sizes PIL boxes cannot
+        {
+            "input_size": (3, 48, 64),
+            "interpolation": "bicubic",
+            "crop_pct": 0.9,
+        },  # not square: timm's geometry
+    ],
+)
+def test_every_pixel_path_is_timms_eval_transform(cfg, shared_data, tmp_path):
+    if isinstance(cfg, str):
+        cfg = timm.models.get_pretrained_cfg(cfg).to_dict()
+    config = timm.data.resolve_data_config(pretrained_cfg=cfg)
+    timm_tf = timm.data.create_transform(**config)
+    paths = _real_images(shared_data, tmp_path)
+    images = [Image.open(p).convert("RGB") for p in paths]
+    ref = torch.stack([timm_tf(im) for im in images])
+    processor = GalaxyAttnImageProcessor.from_pretrained_cfg(cfg)
+    assert torch.equal(processor(images)["pixel_values"], ref)  # the transformers image processor
+    # the catalogue: files decoded to RGB, ModelPixels, then the engine's NHWC view normalised
+    pixels = ModelPixels(config)
+    nhwc = torch.from_numpy(np.stack([pixels(open_image(str(p))[0]) for p in paths]))
+    assert torch.equal(normalize_batch(nhwc.permute(0, 3, 1, 2), config).contiguous(), ref)
+    if config["input_size"][1] != config["input_size"][2]:
+        return  # the training paths take square inputs
+    assert torch.equal(torch.stack([eval_transform(config)(im) for im in images]), ref)
+    feats = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(num_classes=2)})
+    ds = datasets.Dataset.from_dict({"image": images, "label": [0] * len(images)}, features=feats)
+    assert torch.equal(normalize_batch(prepare_tensors(ds, config)[0], config), ref)
+
+
+def test_jpeg_decoders_agree_and_reject_truncated_files(shared_data, tmp_path, monkeypatch):
+    pytest.importorskip("simplejpeg")
+    paths = [p for p in _real_images(shared_data, tmp_path) if p.suffix == ".jpeg"]
+    fast = [np.asarray(open_image(str(p))[0]) for p in paths]
+    monkeypatch.setattr(decode, "simplejpeg", None)  # PIL's own decode
+    assert all(np.array_equal(a, np.asarray(open_image(str(p))[0])) for a, p in zip(fast, paths, strict=True))
+    monkeypatch.undo()
+    (cut := tmp_path / "cut.jpeg").write_bytes(paths[0].read_bytes()[:4000])
+    with pytest.raises(decode.InputError, match="truncated or corrupt"):
+        open_image(str(cut))
 
 
 def test_batch_augment_deterministic_per_generator():
@@ -102,8 +160,8 @@ def test_any_angle_keeps_round_galaxy_and_shift_moves_it():
     assert (moved - normalize_batch(blob, CFG)).abs().max() > 1.0
 
 
-def test_training_create_transform_shape():
-    tf = create_transform(CFG, is_training=True)
+def test_train_transform_shape():
+    tf = train_transform(CFG)
     out = tf(_split(1)[0]["image"])
     assert out.shape == (3, 32, 32) and out.dtype == torch.float32
 

@@ -13,9 +13,10 @@ import timm_galaxy_attn  # noqa: F401
 from timm_galaxy_attn.catalog import ModelLoadError
 from timm_galaxy_attn.cli import main
 from timm_galaxy_attn.export import ExportError, export_model
+from timm_galaxy_attn.model import MODEL_PRESETS
 
 TINY = dict(widths=(8, 8, 12, 16, 16, 16))
-VARIANTS = ("galaxy_attn_vgg", "galaxy_attn_vgg_small", "galaxy_attn_vgg_small_s4", "galaxy_attn_vgg_tiny_s4")
+VARIANTS = tuple(MODEL_PRESETS)
 
 
 def _script(model: torch.nn.Module) -> torch.jit.ScriptModule:
@@ -26,7 +27,7 @@ def _script(model: torch.nn.Module) -> torch.jit.ScriptModule:
 
 @pytest.mark.parametrize("name", VARIANTS)
 def test_script_and_fx_trace_match_eager(name):
-    assert set(VARIANTS) <= set(timm.list_models("galaxy_attn*"))
+    assert set(VARIANTS) == set(timm.list_models("galaxy_attn*"))
     model = timm.create_model(name).eval()
     size = model.pretrained_cfg["input_size"][-1]
     x = torch.randn(2, 3, size, size)

@@ -11,7 +11,14 @@ from safetensors.torch import load_file
 
 import timm_galaxy_attn
 from timm_galaxy_attn.labels import DATASET_CLASSES
-from timm_galaxy_attn.pretrained import DEFAULT_TAG, PRETRAINED_DIR, SHIPPED_TAGS, pretrained_path
+from timm_galaxy_attn.model import CONFIG_ARCHITECTURES, MODEL_PRESETS, config_architecture
+from timm_galaxy_attn.pretrained import (
+    DEFAULT_TAG,
+    PRETRAINED_DIR,
+    SHIPPED_TAGS,
+    default_cfgs,
+    pretrained_path,
+)
 
 
 def test_the_listed_tags_are_the_shipped_folders() -> None:
@@ -19,6 +26,19 @@ def test_the_listed_tags_are_the_shipped_folders() -> None:
     folders = sorted(p.name for p in PRETRAINED_DIR.iterdir() if (p / "config.json").is_file())
     assert folders == sorted(SHIPPED_TAGS)  # no folder without a tag, no tag without a folder
     assert DEFAULT_TAG in SHIPPED_TAGS and timm_galaxy_attn.pretrained_path is pretrained_path
+
+
+def test_one_list_of_architectures() -> None:
+    # default_cfgs names every registered architecture, and each has its presets (model.MODEL_PRESETS)
+    assert set(default_cfgs) == set(MODEL_PRESETS) == set(timm.list_models("galaxy_attn*"))
+    assert set(CONFIG_ARCHITECTURES) <= set(MODEL_PRESETS)
+    for name in MODEL_PRESETS:  # a saved folder's architecture + model_args rebuild the same network
+        model = timm.create_model(name)
+        base = config_architecture(name)
+        args = dict(widths=model.widths, stem_stride=model.stem_stride, num_classes=model.num_classes)
+        rebuilt = timm.create_model(base, **args)
+        assert [p.shape for p in rebuilt.parameters()] == [p.shape for p in model.parameters()]
+        assert (name == base) == (name in CONFIG_ARCHITECTURES)
 
 
 @pytest.mark.parametrize("tag", SHIPPED_TAGS)

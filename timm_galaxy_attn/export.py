@@ -93,7 +93,7 @@ def load_check_batch(
     from timm.data import resolve_model_data_config
 
     from .catalog.decode import decode_image
-    from .data import create_transform
+    from .data import eval_transform
 
     config = dict(resolve_model_data_config(model))
     if image_size:
@@ -102,7 +102,7 @@ def load_check_batch(
         return torch.randn(2, *config["input_size"]), "random inputs"
     from PIL import Image
 
-    transform = create_transform(config, is_training=False)
+    transform = eval_transform(config)
     files = _image_files(images, limit)
     batch = torch.stack([transform(Image.fromarray(decode_image(str(f)))) for f in files])
     return batch, f"real images ({files[0].parent})"

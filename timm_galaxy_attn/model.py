@@ -38,22 +38,32 @@ from typing import Any
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models import build_model_with_cfg, register_model
 from timm.models._features import feature_take_indices
 
 from .attention import COMPATIBILITIES, NORMALIZATIONS, AttentionEstimator, check_choice
-from .labels import GALAXY10_DECALS_CLASSES, GZ1_SDSS_CLASSES
-from .pretrained import PRETRAINED_DIR, check_has_weights, missing_weights_error
+from .pretrained import (
+    check_has_weights,
+    default_cfgs,  # noqa: F401  (register_model reads this module's default_cfgs)
+    missing_weights_error,
+)
 
-__all__ = ["GalaxyAttnVGG", "init_weights"]
+__all__ = [
+    "CONFIG_ARCHITECTURES",
+    "MODEL_PRESETS",
+    "GalaxyAttnVGG",
+    "config_architecture",
+    "init_weights",
+    "preset_widths",
+]
 
 ATTN_POSITIONS = ("before", "after")
 STEM_STRIDES = (1, 2, 4)
 # Convs per block and the paper's widths (blocks 1-6).
 DEPTHS = (2, 2, 3, 3, 3, 2)
 WIDTHS = (64, 128, 256, 512, 512, 512)
-SMALL_WIDTHS = tuple(w // 2 for w in WIDTHS)  # galaxy_attn_vgg_small and its stride-4 variant
-TINY_WIDTHS = tuple(w // 4 for w in WIDTHS)  # galaxy_attn_vgg_tiny_s4
+SMALL_WIDTHS = tuple(w // 2 for w in WIDTHS)
+TINY_WIDTHS = tuple(w // 4 for w in WIDTHS)
 
 
 def _is_tracing() -> bool:
@@ -87,9 +97,13 @@ def init_weights(module: nn.Module, classifier: bool = False, init: Any = nn.ini
     """GalaxyAttnVGG's initialisation of one module (others are left alone); biases start at 0.
 
     3x3 convs: He normal (fan_out, ReLU); 1x1 convs (projector, attention vectors u) and Linear layers: He
-    normal for a linear layer, except the ``classifier``: N(0, 0.01); BatchNorm: the identity. ``init`` is the
-    namespace of init functions: ``torch.nn.init``, or ``transformers.initialization``, which leaves the
-    weights a checkpoint loaded untouched.
+    normal for a linear layer, except the classifier: N(0, 0.01); BatchNorm: the identity.
+
+    Args:
+        module: The module to initialise (Conv2d, BatchNorm2d or Linear).
+        classifier: ``module`` is the classifier.
+        init: The namespace of init functions: ``torch.nn.init``, or ``transformers.initialization``, which
+            leaves the weights a checkpoint loaded untouched.
     """
     if isinstance(module, nn.Conv2d):
         if module.kernel_size == (1, 1):
@@ -321,7 +335,19 @@ class GalaxyAttnVGG(nn.Module):
         output_fmt: str = "NCHW",
         intermediates_only: bool = False,
     ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
-        """Forward that also returns the feature maps l1, l2, l3 and the final H/32 map (indices 0-3)."""
+        """Forward that also returns the feature maps l1, l2, l3 and the final H/32 map (indices 0-3).
+
+        Args:
+            x: Input images (B, C, H, W).
+            indices: Feature maps to return: the last n (int) or these indices (list); None: all.
+            norm: Unused (the network has no final norm), for timm's API.
+            stop_early: Stop the backbone after the last wanted feature map.
+            output_fmt: ``'NCHW'`` only.
+            intermediates_only: Return the feature maps alone.
+
+        Returns:
+            The feature maps, or (the classifier's input, the feature maps).
+        """
         if output_fmt != "NCHW":
             raise ValueError(f"output_fmt={output_fmt!r} is not supported; only 'NCHW'.")
         take_indices, max_index = feature_take_indices(len(self.feature_info), indices)
@@ -350,7 +376,33 @@ class GalaxyAttnVGG(nn.Module):
         return take_indices
 
 
-def _create_galaxy_attn_vgg(variant: str, pretrained: bool = False, **kwargs: Any) -> GalaxyAttnVGG:
+# The GalaxyAttnVGG options each registered architecture presets (its model function's defaults).
+MODEL_PRESETS: dict[str, dict[str, Any]] = {
+    "galaxy_attn_vgg": {},
+    "galaxy_attn_vgg_small": dict(widths=SMALL_WIDTHS),
+    "galaxy_attn_vgg_small_s4": dict(widths=SMALL_WIDTHS, stem_stride=4),
+    "galaxy_attn_vgg_tiny_s4": dict(widths=TINY_WIDTHS, stem_stride=4),
+}
+# The architectures a saved config.json names: those whose only preset is the widths. The others are saved as
+# galaxy_attn_vgg_small with their presets in model_args, which timm and transformers both read back.
+CONFIG_ARCHITECTURES: tuple[str, ...] = tuple(a for a, p in MODEL_PRESETS.items() if set(p) <= {"widths"})
+
+
+def config_architecture(name: str) -> str:
+    """The architecture a saved config.json names for the registered model ``name`` (see above)."""
+    if name not in MODEL_PRESETS:
+        raise ValueError(f"{name!r} is not a GalaxyAttnVGG model; choose one of {', '.join(MODEL_PRESETS)}.")
+    return name if name in CONFIG_ARCHITECTURES else "galaxy_attn_vgg_small"
+
+
+def preset_widths(name: str) -> tuple[int, ...]:
+    """The widths the registered model ``name`` builds when none are given."""
+    return tuple(MODEL_PRESETS[name].get("widths", WIDTHS))
+
+
+def _create_galaxy_attn_vgg(variant: str, pretrained: bool, kwargs: dict[str, Any]) -> GalaxyAttnVGG:
+    """Build the registered model ``variant``: its presets (``MODEL_PRESETS``), overridden by ``kwargs``."""
+    kwargs = {**MODEL_PRESETS[variant], **kwargs}
     if pretrained:
         check_has_weights(variant, kwargs)
     try:
@@ -368,96 +420,27 @@ def _create_galaxy_attn_vgg(variant: str, pretrained: bool = False, **kwargs: An
         raise offline from error
 
 
-# Per-channel statistics of the gz1_sdss train split (split seed 0, central half; validation and test not
-# looked at), from `python benchmarks/data_stats.py` (benchmarks/results/data_stats.json). Used for every
-# config: Galaxy10 itself cannot be read here, and its images are the same kind of survey cutout.
-GALAXY_MEAN = (0.0813, 0.0695, 0.0515)
-GALAXY_STD = (0.1281, 0.1058, 0.0861)
-
-
-def _cfg(label_names: Sequence[str] = GALAXY10_DECALS_CLASSES, **kwargs: Any) -> dict[str, Any]:
-    """A pretrained config; the defaults are the untagged one: Galaxy10 DECaLS' classes, the galaxy-filled
-    central half at 32 px as in the paper (the crop of each data source: ``data.SOURCE_CROP_PCT``)."""
-    return {
-        "num_classes": len(label_names),
-        "label_names": tuple(label_names),
-        "input_size": (3, 32, 32),
-        "pool_size": None,
-        "crop_pct": 0.5,
-        "interpolation": "bicubic",
-        "mean": GALAXY_MEAN,
-        "std": GALAXY_STD,
-        "first_conv": "stages.0.0.conv",
-        "classifier": "fc",
-        "license": "apache-2.0",
-        **kwargs,
-    }
-
-
-def _shipped(tag: str, **kwargs: Any) -> dict[str, Any]:
-    """The config of a tag with shipped weights: the packaged file (offline, no download) and the Hub
-    repository it is published to."""
-    return _cfg(
-        file=str(PRETRAINED_DIR / tag / "model.safetensors"),
-        hf_hub_id=f"timm-galaxy-attn/{tag}",
-        **kwargs,
-    )
-
-
-_S4 = dict(input_size=(3, 128, 128), min_input_size=(3, 128, 128))  # stem stride 4: 128 px for 32 px's cost
-
-# A tag is listed only where trained weights ship (timm_galaxy_attn/pretrained/<tag>/, the card beside them);
-# the architectures without weights keep their untagged config (random initialisation).
-default_cfgs = generate_default_cfgs(
-    {
-        # The paper's network at the paper's 32 px (benchmarks/accuracy.py row ours_vgg_32s1).
-        "galaxy_attn_vgg.gz1_sdss": _shipped("galaxy_attn_vgg.gz1_sdss", label_names=GZ1_SDSS_CLASSES),
-        "galaxy_attn_vgg_small": _cfg(),
-        "galaxy_attn_vgg_small_s4": _cfg(**_S4),
-        # Best on validation (row ours_tiny_128s4_sampler): the catalogue's default model.
-        "galaxy_attn_vgg_tiny_s4.gz1_sdss": _shipped(
-            "galaxy_attn_vgg_tiny_s4.gz1_sdss", label_names=GZ1_SDSS_CLASSES, **_S4
-        ),
-    }
-)
-# Registered names that are another one with preset options. A saved folder names the base architecture and
-# keeps the options in config.json's model_args, which timm and transformers both read back.
-VARIANT_OF = {
-    "galaxy_attn_vgg_small_s4": "galaxy_attn_vgg_small",
-    "galaxy_attn_vgg_tiny_s4": "galaxy_attn_vgg_small",  # widths go to model_args too
-}
-
-
 @register_model
 def galaxy_attn_vgg(pretrained: bool = False, **kwargs: Any) -> GalaxyAttnVGG:
     """VGG-att3-concat-pc (Jetley et al. 2018) with the paper's widths (19.9M parameters at 10 classes)."""
-    return _create_galaxy_attn_vgg("galaxy_attn_vgg", pretrained=pretrained, **kwargs)
+    return _create_galaxy_attn_vgg("galaxy_attn_vgg", pretrained, kwargs)
 
 
 @register_model
 def galaxy_attn_vgg_small(pretrained: bool = False, **kwargs: Any) -> GalaxyAttnVGG:
     """The same network with every width halved: a quarter of the compute, for small data and CPUs."""
-    model_args = dict(widths=SMALL_WIDTHS)
-    return _create_galaxy_attn_vgg(
-        "galaxy_attn_vgg_small", pretrained=pretrained, **dict(model_args, **kwargs)
-    )
+    return _create_galaxy_attn_vgg("galaxy_attn_vgg_small", pretrained, kwargs)
 
 
 @register_model
 def galaxy_attn_vgg_small_s4(pretrained: bool = False, **kwargs: Any) -> GalaxyAttnVGG:
     """galaxy_attn_vgg_small with a stride-4 stem (the first two convs stride by 2): 128 px inputs for the
     compute of 32 px ones (no weights ship for it)."""
-    model_args = dict(widths=SMALL_WIDTHS, stem_stride=4)
-    return _create_galaxy_attn_vgg(
-        "galaxy_attn_vgg_small_s4", pretrained=pretrained, **dict(model_args, **kwargs)
-    )
+    return _create_galaxy_attn_vgg("galaxy_attn_vgg_small_s4", pretrained, kwargs)
 
 
 @register_model
 def galaxy_attn_vgg_tiny_s4(pretrained: bool = False, **kwargs: Any) -> GalaxyAttnVGG:
     """A quarter of every paper width with the stride-4 stem (128 px): a quarter of galaxy_attn_vgg_small_s4's
     compute, so about three times the epochs in a fixed CPU budget."""
-    model_args = dict(widths=TINY_WIDTHS, stem_stride=4)
-    return _create_galaxy_attn_vgg(
-        "galaxy_attn_vgg_tiny_s4", pretrained=pretrained, **dict(model_args, **kwargs)
-    )
+    return _create_galaxy_attn_vgg("galaxy_attn_vgg_tiny_s4", pretrained, kwargs)

@@ -1,22 +1,27 @@
 """Image files to RGB for the catalogue: PIL's rules for modes, libjpeg-turbo for JPEGs, DCT drafts.
 
-Every format goes through PIL (its libjpeg-turbo for JPEGs). torchvision's ``decode_jpeg`` gives the same
-pixels but, with the conversion back to a PIL image, ran slower inside a catalogue run on a 2-core EPYC, so
-it is not used.
+Every format goes through PIL, except the full decode of RGB JPEGs when ``simplejpeg`` is installed
+(``pip install timm-galaxy-attn[jpeg]``): it bundles libjpeg-turbo too and gives the same pixels, faster
+(``benchmarks/jpeg_decode.py`` checks both on the gz1_sdss validation split).
 
 JPEG draft (``jpeg_draft=True``): ``Image.draft`` has libjpeg decode at 1/2, 1/4 or 1/8 scale through the
 DCT, only when the scaled image still has at least the pixels of the resized image the crop comes from
-(the crop is never upsampled; :class:`.geometry.EvalGeometry`). The pixels then differ a little (measured
-on SDSS JPEGs enlarged 2x by ``benchmarks/predict.py``, docs/catalogue.md). For 423 px SDSS JPEGs and the
-shipped 128 px model (a 212 px crop -> 128 px) no scale qualifies.
+(the crop is never upsampled; :class:`.geometry.EvalGeometry`). The pixels then differ a little from the
+full decode (``benchmarks/predict.py`` measures how much, docs/catalogue.md).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
+
+try:  # optional: the same pixels as PIL's JPEG decode, faster
+    import simplejpeg
+except ImportError:
+    simplejpeg = None
 
 if TYPE_CHECKING:
     from .geometry import EvalGeometry
@@ -52,16 +57,27 @@ def pil_to_rgb(img: Image.Image) -> Image.Image:
 
 
 def open_image(path: str, draft: EvalGeometry | None = None) -> tuple[Image.Image, tuple[int, int]]:
-    """Decode the image file ``path`` to RGB; return it and its full (width, height).
+    """Decode an image file to RGB.
 
-    ``draft``: for JPEGs, let libjpeg decode at the smallest 1/2^k scale that still has the pixels of
-    ``draft``'s resized image (the image returned is then smaller than the full size).
+    Args:
+        path: The image file.
+        draft: For JPEGs, let libjpeg decode at the smallest 1/2^k scale that still has the pixels of
+            ``draft``'s resized image (the image returned is then smaller than the full size).
+
+    Returns:
+        The RGB image and the file's full (width, height).
+
+    Raises:
+        InputError: The file is no image, is truncated or corrupt, grayscale or transparent.
     """
     try:
         with Image.open(path) as img:
             full = img.size
-            if draft is not None and img.format == "JPEG":
+            if img.format == "JPEG" and draft is not None:
                 img.draft("RGB", draft.resized_size(*full))
+            elif img.format == "JPEG" and img.mode == "RGB" and simplejpeg is not None:
+                data = Path(path).read_bytes()
+                return Image.fromarray(simplejpeg.decode_jpeg(data, colorspace="RGB")), full
             return pil_to_rgb(img), full
     except InputError:
         raise

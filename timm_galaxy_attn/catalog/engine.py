@@ -1,14 +1,15 @@
 """Batches in, probabilities out: decoding and the model's inference, overlapped.
 
-:class:`Engine` normalises a uint8 batch on the device and runs the model, with optional D4 test-time
-augmentation (:mod:`..tta`) and the attention maps (:func:`..attention.capture_attention`).
-:func:`predicted_batches` feeds it decoded batches (:class:`.batches.BatchDecoder`) in one of two ways:
+:class:`Engine` normalises a uint8 batch on the device (:func:`.geometry.normalize_batch`) and runs the
+model, with optional D4 test-time augmentation (:mod:`..tta`) and the attention maps
+(:func:`..attention.capture_attention`). :func:`predicted_batches` feeds it decoded batches
+(:class:`.batches.BatchDecoder`) in one of two ways:
 
 * On the CPU (no DataLoader workers): ``P`` pipelines, each a thread that decodes a whole batch and runs
   it through its own copy of the model, with ``cores // P`` intra-op threads each (:func:`cpu_pipelines`).
   Decoding and the forward then share the cores without a producer preempting the threads of an
-  intra-op parallel region (which stalls all of them at its barrier). Measured against the bare forward
-  by ``benchmarks/predict.py`` (docs/throughput.md).
+  intra-op parallel region (which stalls all of them at its barrier). ``benchmarks/predict.py`` measures
+  it against the bare forward.
 * On a GPU, or with ``num_workers`` > 0: a producer (a thread, or DataLoader worker processes) decodes
   ahead through a bounded queue, in page-locked memory on CUDA, and the model runs in the calling thread.
 """
@@ -30,6 +31,7 @@ from ..attention import capture_attention
 from ..tta import d4_probs, mirror_permutation
 from .batches import BatchDecoder
 from .embed import WithEmbedding
+from .geometry import normalize_batch
 from .model import LoadedModel
 from .table import class_columns
 
@@ -120,8 +122,7 @@ class Engine:
         self.loaded = loaded
         self.opts = opts
         self.device = device
-        self.mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
-        self.std = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+        self.stats = {"mean": tuple(mean), "std": tuple(std)}  # what normalize_batch reads
         self.model = loaded.model.to(device).eval()
         if opts.embeddings:  # one forward gives (logits, embedding) (catalog.embed)
             self.model = WithEmbedding(self.model).eval()
@@ -145,11 +146,10 @@ class Engine:
                 embeddings.append(embedding.float())
         return out.float().softmax(dim=1)
 
-    def normalise(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, S, S, 3) uint8 pixels -> normalised float (B, 3, S, S) on the device: the ops of timm's
-        ToTensor + Normalize, in their order (the same floats); NHWC in memory for channels_last."""
-        x = x.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255)
-        x = x.sub_(self.mean).div_(self.std)
+    def _normalized(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, S, S, 3) uint8 pixels -> normalised float (B, 3, S, S) on the device (NHWC in memory for
+        channels_last)."""
+        x = normalize_batch(x.to(self.device, non_blocking=True).permute(0, 3, 1, 2), self.stats)
         return x if self.opts.channels_last else x.contiguous()
 
     def _d4(
@@ -173,7 +173,7 @@ class Engine:
     def run(self, x: torch.Tensor, want_maps: bool) -> dict[str, Any]:
         """Probabilities (with ``want_maps`` attention maps, with embeddings on ``embedding``) of a
         (B, S, S, 3) uint8 batch."""
-        x = self.normalise(x)
+        x = self._normalized(x)
         maps: list[torch.Tensor] = []
         embeddings: list[torch.Tensor] = []
         with capture_attention(self.model) if want_maps else contextlib.nullcontext([]) as captured:
@@ -200,7 +200,7 @@ def cpu_pipelines(cores: int | None = None) -> tuple[int, int]:
     """(pipelines, intra-op threads each) for a CPU run over ``cores`` (default: torch's thread count).
 
     Up to 4 pipelines of ``cores // pipelines`` threads: small batches of a small CNN use many threads
-    poorly, several independent forwards use them well (measured on 2 cores: benchmarks/predict.py).
+    poorly, several independent forwards use them well (``benchmarks/predict.py`` measures it).
     """
     cores = max(1, cores or torch.get_num_threads())
     pipelines = min(cores, 4)

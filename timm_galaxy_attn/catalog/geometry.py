@@ -1,11 +1,13 @@
-"""timm's eval geometry on the crop only: the model's uint8 input pixels of a decoded RGB image.
+"""The model's input pixels: timm's eval transform as uint8 pixels of the crop, then one normalisation.
 
 timm's eval transform (``Resize(floor(S / crop_pct))`` of the short side, ``CenterCrop(S)``, to tensor,
-normalise) resizes the whole image, then keeps the centre; its tensor steps run once per image on torch's
-intra-op thread pool, the pool the model's forward uses. :class:`EvalGeometry` gives the same uint8 pixels
+normalise) resizes the whole image, then keeps the centre. :class:`EvalGeometry` gives the same uint8 pixels
 (bit for bit) while resizing only what the crop needs: PIL's horizontal pass on the rows the crop reads,
-its vertical pass on the crop's columns. The engine turns a batch of these uint8 arrays into a normalised
-tensor in one step.
+its vertical pass on the crop's columns. :class:`ModelPixels` applies it (or timm's own geometry where it
+does not apply) and :func:`normalize_batch` turns a uint8 batch into the model's input with the floats of
+timm's ``ToTensor`` + ``Normalize``. The training data (``data.transforms``), the catalogue engine and the
+transformers image processor all go through these two; the module lives here, not in ``data``, because
+``import timm_galaxy_attn`` loads the catalogue and the processor while ``data`` loads ``datasets``.
 """
 
 from __future__ import annotations
@@ -16,9 +18,12 @@ import math
 from typing import Any
 
 import numpy as np
+import timm.data
+import torch
+import torchvision.transforms.functional as TF
 from PIL import Image
 
-__all__ = ["EvalGeometry", "ModelPixels"]
+__all__ = ["DATA_CONFIG_KEYS", "EvalGeometry", "ModelPixels", "normalize_batch"]
 
 _FILTERS = {
     "nearest": Image.Resampling.NEAREST,
@@ -35,7 +40,8 @@ _SUPPORT = {  # PIL's filter supports (src/libImaging/Resample.c)
     Image.Resampling.BICUBIC: 2.0,
     Image.Resampling.LANCZOS: 3.0,
 }
-_DEFAULT_CROP_PCT = 0.875  # timm's default when a config has none
+# The timm data-config keys of the eval preprocessing.
+DATA_CONFIG_KEYS = ("input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,7 +57,7 @@ class EvalGeometry:
     def from_data_config(cls, data_config: dict[str, Any]) -> EvalGeometry | None:
         """The geometry of ``data_config``, or None where it is not a plain centre crop of a square."""
         _, h, w = data_config["input_size"]
-        crop_pct = data_config.get("crop_pct") or _DEFAULT_CROP_PCT
+        crop_pct = data_config.get("crop_pct") or timm.data.DEFAULT_CROP_PCT
         mode = data_config.get("crop_mode") or "center"
         interpolation = data_config.get("interpolation", "bilinear")
         if h != w or mode != "center" or crop_pct > 1 or interpolation not in _FILTERS:
@@ -79,8 +85,13 @@ class EvalGeometry:
         return max(lo - 2, 0), min(hi + 2, height)
 
     def pixels(self, img: Image.Image, full_size: tuple[int, int] | None = None) -> np.ndarray:
-        """(size, size, 3) uint8 model pixels of the RGB ``img`` (the full image, or a draft of an image
-        of ``full_size``): the crop of the resized image, resizing only what the crop needs."""
+        """The uint8 model pixels (size, size, channels) of ``img``: the crop of the resized image, resizing
+        only what the crop needs.
+
+        Args:
+            img: The decoded image (RGB for the model's 3 channels), full size or a JPEG draft of it.
+            full_size: (width, height) of the full image when ``img`` is a draft; default ``img.size``.
+        """
         rw, rh = self.resized_size(*(full_size or img.size))
         s, (width, height) = self.size, img.size
         top, left = int(round((rh - s) / 2.0)), int(round((rw - s) / 2.0))
@@ -102,7 +113,7 @@ class EvalGeometry:
             strip = strip.crop((left, 0, left + s, y1 - y0))
         if rh == height:
             return np.asarray(strip.crop((0, top - y0, s, top - y0 + s)))
-        canvas = Image.new("RGB", (s, height))
+        canvas = Image.new(strip.mode, (s, height))
         canvas.paste(strip, (0, y0))
         if _box_is_exact(height, rh, top, s):
             fy = height / rh
@@ -124,10 +135,14 @@ def _box_is_exact(in_size: int, out_size: int, first: int, n: int) -> bool:
 
 
 class ModelPixels:
-    """Turns decoded RGB images into the model's uint8 (S, S, 3) input pixels.
+    """Turns decoded images into the model's uint8 (S, S, C) input pixels, as timm's eval geometry does.
 
     With an :class:`EvalGeometry` (plain centre crops) its crop-only resize; otherwise timm's own eval
     geometry (``use_prefetcher=True``: no normalisation) and a transpose. Picklable.
+
+    Args:
+        data_config: timm data config (``input_size``, ``interpolation``, ``crop_pct``, ``crop_mode``).
+        jpeg_draft: Let callers decode JPEGs at a DCT scale (:func:`.decode.open_image`): recorded here.
     """
 
     def __init__(self, data_config: dict[str, Any], jpeg_draft: bool = False) -> None:
@@ -144,15 +159,28 @@ class ModelPixels:
         if self.geometry is not None:
             return self.geometry.pixels(img, full_size)
         if self._timm is None:
-            import timm.data
-
-            kw = {
-                k: self.data_config[k]
-                for k in ("input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode")
-                if k in self.data_config
-            }
+            kw = {k: self.data_config[k] for k in DATA_CONFIG_KEYS if k in self.data_config}
             self._timm = timm.data.create_transform(**kw, is_training=False, use_prefetcher=True)
         return np.ascontiguousarray(np.asarray(self._timm(img)).transpose(1, 2, 0))
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_timm": None}
+
+
+def normalize_batch(x: torch.Tensor, data_config: dict[str, Any]) -> torch.Tensor:
+    """Normalise a uint8 batch for the model: timm's ``ToTensor`` + ``Normalize`` (torchvision's), batched.
+
+    Args:
+        x: uint8 pixels (B, C, S, S), on any device (a channels-last view keeps its memory layout).
+        data_config: timm data config with the per-channel ``mean`` and ``std`` (default 0.5).
+
+    Returns:
+        float32 ``(x / 255 - mean) / std``, on ``x``'s device.
+    """
+    if x.dtype != torch.uint8 or x.ndim != 4:
+        raise TypeError(
+            f"normalize_batch expects uint8 pixels (B, C, S, S), got {x.dtype} {tuple(x.shape)}; "
+            "stack the uint8 output of ModelPixels or prepare_tensors."
+        )
+    mean, std = data_config.get("mean", (0.5,) * 3), data_config.get("std", (0.5,) * 3)
+    return TF.normalize(x.float().div_(255), mean, std, inplace=True)

@@ -1,9 +1,15 @@
-"""Transforms for galaxies: the per-image PIL path (timm's eval transform) and a fast batched path.
+"""Transforms for galaxies: per-image PIL transforms and a fast batched path, on one pixel path.
 
-Fast path: :func:`prepare_tensors` decodes a split once into uint8 tensors (N, 3, S, S) with the same
-geometry as timm's eval transform (resize to ``S / crop_pct``, centre crop ``S``); :class:`BatchAugment`
-augments and normalises whole batches on CPU or GPU (one ``affine_grid``/``grid_sample`` call for
-rotation, mirror and shift); :func:`normalize_batch` normalises for evaluation.
+The pixels are timm's eval geometry (resize to ``S / crop_pct``, centre crop ``S``) as
+:class:`~timm_galaxy_attn.catalog.geometry.ModelPixels` computes them, and the normalisation is
+:func:`~timm_galaxy_attn.catalog.geometry.normalize_batch`; the catalogue and the transformers image processor
+use the same two, so every path gives the floats of ``timm.data.create_transform(**data_config)``.
+
+* :func:`eval_transform`: PIL image -> normalised float tensor (3, S, S).
+* :func:`train_transform`: the same geometry, a random 90-degree turn and mild brightness/contrast jitter.
+* :func:`prepare_tensors` decodes a split once into uint8 tensors (N, 3, S, S); :class:`BatchAugment`
+  augments and normalises whole batches on CPU or GPU (one ``affine_grid``/``grid_sample`` call for
+  rotation, mirror and shift); :func:`normalize_batch` normalises them for evaluation.
 
 Augmentations that respect galaxies: a galaxy has no "up", so any rotation is allowed; a mirror flip
 changes the sense of winding of spiral arms, so it swaps the labels in ``mirror_label_swap``
@@ -18,47 +24,83 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+import torchvision.transforms.functional as TF
+from PIL import Image
+from torchvision import transforms as T
 
-__all__ = ["BatchAugment", "create_transform", "normalize_batch", "prepare_tensors"]
+from ..catalog.geometry import DATA_CONFIG_KEYS, ModelPixels, normalize_batch
+
+__all__ = ["BatchAugment", "eval_transform", "normalize_batch", "prepare_tensors", "train_transform"]
+
+_DEFAULTS = {"interpolation": "bilinear", "mean": (0.5,) * 3, "std": (0.5,) * 3, "crop_pct": 1.0}
 
 
-def _eval_kwargs(data_config: dict[str, Any], image_size: int | None) -> dict[str, Any]:
+def _eval_config(data_config: dict[str, Any], image_size: int | None) -> dict[str, Any]:
+    """``data_config``'s eval keys for 3-channel square inputs of ``image_size`` (default: its own)."""
     size = int(image_size) if image_size is not None else int(data_config["input_size"][-1])
-    return {
-        "input_size": (3, size, size),
-        "interpolation": data_config.get("interpolation", "bilinear"),
-        "mean": tuple(data_config.get("mean", (0.5, 0.5, 0.5))),
-        "std": tuple(data_config.get("std", (0.5, 0.5, 0.5))),
-        "crop_pct": data_config.get("crop_pct", 1.0),
-        "crop_mode": data_config.get("crop_mode", "center"),
+    config = {
+        **_DEFAULTS,
+        "crop_mode": "center",
+        **{k: data_config[k] for k in DATA_CONFIG_KEYS if k in data_config},
     }
+    return {**config, "input_size": (3, size, size)}
 
 
-def create_transform(data_config: dict[str, Any], is_training: bool = False, image_size: int | None = None):
-    """Per-image PIL -> normalised float tensor (3, S, S) transform.
+def _rgb(img: Image.Image) -> Image.Image:
+    return img if img.mode == "RGB" else img.convert("RGB")
 
-    ``is_training=False``: exactly timm's eval transform for ``data_config`` (resize, centre crop,
-    to tensor, normalise); the transformers image processor and the catalogue tool use the same.
-    ``is_training=True``: the same geometry followed by a random 90-degree rotation and mild
+
+class _UInt8Pixels:
+    """PIL image -> uint8 (3, S, S) tensor: the model pixels of the RGB image (picklable, for workers)."""
+
+    def __init__(self, data_config: dict[str, Any]) -> None:
+        self.pixels = ModelPixels(data_config)
+
+    def __call__(self, img: Image.Image) -> torch.Tensor:
+        return torch.from_numpy(np.array(self.pixels(_rgb(img)))).permute(2, 0, 1)  # a writable copy
+
+
+class _EvalTransform(_UInt8Pixels):
+    """PIL image -> normalised float (3, S, S) tensor."""
+
+    def __call__(self, img: Image.Image) -> torch.Tensor:
+        return normalize_batch(super().__call__(img)[None], self.pixels.data_config)[0]
+
+
+def eval_transform(data_config: dict[str, Any], image_size: int | None = None) -> _EvalTransform:
+    """The per-image eval transform: the floats of timm's eval transform for ``data_config``.
+
+    Args:
+        data_config: timm data config (``input_size``, ``interpolation``, ``crop_pct``, ``mean``, ``std``).
+        image_size: Side of the square input; default ``data_config["input_size"][-1]``.
+
+    Returns:
+        A picklable callable: PIL image (converted to RGB) -> float32 tensor (3, S, S).
+    """
+    return _EvalTransform(_eval_config(data_config, image_size))
+
+
+def train_transform(data_config: dict[str, Any], image_size: int | None = None) -> T.Compose:
+    """The per-image training transform: the eval geometry, a random 90-degree rotation and mild
     brightness/contrast jitter (no mirror: a per-image transform cannot swap labels; use
     :class:`BatchAugment` for flips and free rotations).
-    """
-    import timm.data
-    from torchvision import transforms as T
 
-    kw = _eval_kwargs(data_config, image_size)
-    if not is_training:
-        return timm.data.create_transform(**kw, is_training=False)
-    geometry = timm.data.create_transform(**kw, is_training=False, use_prefetcher=True)  # PIL -> uint8 tensor
+    Args:
+        data_config: timm data config (``input_size``, ``interpolation``, ``crop_pct``, ``mean``, ``std``).
+        image_size: Side of the square input; default ``data_config["input_size"][-1]``.
+
+    Returns:
+        A callable: PIL image -> float32 tensor (3, S, S).
+    """
+    config = _eval_config(data_config, image_size)
     k90 = T.RandomChoice([T.Lambda(lambda x, k=k: torch.rot90(x, k, dims=(-2, -1))) for k in range(4)])
     return T.Compose(
         [
-            T.Lambda(lambda im: im.convert("RGB")),
-            geometry,
+            _UInt8Pixels(config),
             k90,
             T.ConvertImageDtype(torch.float32),
             T.ColorJitter(brightness=0.1, contrast=0.1),
-            T.Normalize(kw["mean"], kw["std"]),
+            T.Normalize(config["mean"], config["std"]),
         ]
     )
 
@@ -66,39 +108,24 @@ def create_transform(data_config: dict[str, Any], is_training: bool = False, ima
 def prepare_tensors(
     split_ds, data_config: dict[str, Any], image_size: int | None = None, *, image_column: str = "image"
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Decode a split once: (uint8 (N, 3, S, S), int64 (N,)) with timm's eval geometry, not normalised.
+    """Decode a split once into the model's uint8 pixels, not normalised (:func:`normalize_batch` does).
 
-    ``image_size`` overrides ``data_config["input_size"]``. Images are converted to RGB.
+    Args:
+        split_ds: A ``datasets.Dataset`` with an image column and ``label``.
+        data_config: timm data config of the eval geometry.
+        image_size: Side of the square input; default ``data_config["input_size"][-1]``.
+        image_column: The column of PIL images (converted to RGB).
+
+    Returns:
+        (uint8 (N, 3, S, S), int64 labels (N,)).
     """
-    import timm.data
-
-    kw = _eval_kwargs(data_config, image_size)
-    geometry = timm.data.create_transform(**kw, is_training=False, use_prefetcher=True)
-    s = kw["input_size"][-1]
-    n = len(split_ds)
-    x = torch.empty((n, 3, s, s), dtype=torch.uint8)
+    pixels = _UInt8Pixels(_eval_config(data_config, image_size))
+    s = pixels.pixels.data_config["input_size"][-1]
+    x = torch.empty((len(split_ds), 3, s, s), dtype=torch.uint8)
     for i, row in enumerate(split_ds):
-        im = row[image_column]
-        if im.mode != "RGB":
-            im = im.convert("RGB")
-        t = geometry(im)
-        x[i] = t if isinstance(t, torch.Tensor) else torch.from_numpy(np.asarray(t))
+        x[i] = pixels(row[image_column])
     y = torch.as_tensor(np.asarray(split_ds["label"]), dtype=torch.int64)
     return x, y
-
-
-def _mean_std(data_config: dict[str, Any], device, dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
-    mean = torch.as_tensor(data_config.get("mean", (0.5, 0.5, 0.5)), dtype=dtype, device=device)
-    std = torch.as_tensor(data_config.get("std", (0.5, 0.5, 0.5)), dtype=dtype, device=device)
-    return mean.view(1, -1, 1, 1), std.view(1, -1, 1, 1)
-
-
-def normalize_batch(x: torch.Tensor, data_config: dict[str, Any]) -> torch.Tensor:
-    """uint8 (B, 3, S, S) -> float32 normalised with ``data_config`` mean/std (for evaluation)."""
-    if x.dtype != torch.uint8:
-        raise TypeError(f"normalize_batch expects a uint8 batch, got {x.dtype}")
-    mean, std = _mean_std(data_config, x.device)
-    return (x.float().div_(255) - mean) / std
 
 
 class BatchAugment:
@@ -192,5 +219,8 @@ class BatchAugment:
         mean_img = xf.mean(dim=(1, 2, 3), keepdim=True)
         xf = (xf - mean_img) * contr.view(-1, 1, 1, 1).to(x.device) + mean_img
         xf = (xf * bright.view(-1, 1, 1, 1).to(x.device)).clamp_(0, 1)
-        mean, std = _mean_std(self.data_config, x.device)
-        return (xf - mean) / std, self._swap_labels(y, mirrored)
+        mean, std = (
+            self.data_config.get("mean", _DEFAULTS["mean"]),
+            self.data_config.get("std", _DEFAULTS["std"]),
+        )
+        return TF.normalize(xf, mean, std, inplace=True), self._swap_labels(y, mirrored)

@@ -15,12 +15,11 @@ from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
 from ..attention import COMPATIBILITIES, NORMALIZATIONS, check_choice
-from ..model import ATTN_POSITIONS, STEM_STRIDES
+from ..model import ATTN_POSITIONS, CONFIG_ARCHITECTURES, STEM_STRIDES
 from ..tta import TTA_MODES
 
-__all__ = ["GalaxyAttnConfig", "ARCHITECTURES", "MODEL_ARG_KEYS"]
+__all__ = ["GalaxyAttnConfig", "MODEL_ARG_KEYS"]
 
-ARCHITECTURES = ("galaxy_attn_vgg", "galaxy_attn_vgg_small")
 # Options of GalaxyAttnVGG written to config.json["model_args"] (num_classes is timm's top-level key).
 MODEL_ARG_KEYS = (
     "in_chans",
@@ -38,7 +37,8 @@ class GalaxyAttnConfig(PreTrainedConfig):
     r"""Configuration of :class:`GalaxyAttnForImageClassification`.
 
     Args:
-        architecture: The timm model name, ``"galaxy_attn_vgg"`` or ``"galaxy_attn_vgg_small"``.
+        architecture: The timm model name (``model.CONFIG_ARCHITECTURES``: ``"galaxy_attn_vgg"`` or
+            ``"galaxy_attn_vgg_small"``).
         in_chans: Input channels.
         compatibility: ``"pc"`` (parametrised, the paper's) or ``"dp"`` (dot product).
         normalize: ``"softmax"`` (the paper's) or ``"sigmoid"``.
@@ -76,10 +76,10 @@ class GalaxyAttnConfig(PreTrainedConfig):
 
     def __post_init__(self, **kwargs: Any) -> None:
         super().__post_init__(**kwargs)
-        if self.architecture not in ARCHITECTURES:
+        if self.architecture not in CONFIG_ARCHITECTURES:
             raise ValueError(
                 f"architecture={self.architecture!r} is not a GalaxyAttnVGG model; choose one of "
-                f"{', '.join(map(repr, ARCHITECTURES))}."
+                f"{', '.join(map(repr, CONFIG_ARCHITECTURES))} (other options go to the other fields)."
             )
         check_choice("compatibility", self.compatibility, COMPATIBILITIES)
         check_choice("normalize", self.normalize, NORMALIZATIONS)

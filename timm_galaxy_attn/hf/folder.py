@@ -9,6 +9,9 @@
 
 The folder loads with ``timm.create_model("local-dir:FOLDER")``, ``"hf-hub:ORG/NAME"`` once uploaded,
 ``AutoModelForImageClassification.from_pretrained(FOLDER)`` and ``pipeline("image-classification", FOLDER)``.
+Not ``timm.models.save_for_hf``: it writes timm's config.json alone (no ``model_type``, ``id2label``, nor
+``preprocessor_config.json``) in place, where this writes one GalaxyAttnConfig for both and swaps the whole
+folder in atomically.
 """
 
 from __future__ import annotations
@@ -28,9 +31,10 @@ import torch.nn as nn
 from timm.models import filter_pretrained_cfg
 
 from .._io import atomic_write, replace_dir
-from ..model import SMALL_WIDTHS, VARIANT_OF, WIDTHS, GalaxyAttnVGG
-from .configuration_galaxy_attn import ARCHITECTURES, GalaxyAttnConfig, check_label_names
-from .image_processing_galaxy_attn import DATA_CONFIG_KEYS, GalaxyAttnImageProcessor
+from ..catalog.geometry import DATA_CONFIG_KEYS
+from ..model import MODEL_PRESETS, GalaxyAttnVGG, config_architecture, preset_widths
+from .configuration_galaxy_attn import GalaxyAttnConfig, check_label_names
+from .image_processing_galaxy_attn import GalaxyAttnImageProcessor
 
 __all__ = ["save_pretrained_folder", "config_from_timm_model", "recast_folder_weights", "FOLDER_FILES"]
 
@@ -74,14 +78,13 @@ def config_from_timm_model(
             "per "
             "class, in classifier order."
         )
-    architecture = timm_model.pretrained_cfg.get("architecture")
-    architecture = VARIANT_OF.get(architecture, architecture)  # its preset options go to model_args
-    if architecture not in ARCHITECTURES:
+    registered = timm_model.pretrained_cfg.get("architecture")
+    if registered not in MODEL_PRESETS:
         raise ValueError(
-            "Cannot tell which GalaxyAttnVGG variant this model is (pretrained_cfg "
-            f"architecture={architecture!r}); "
-            "create it with timm.create_model('galaxy_attn_vgg_small' or 'galaxy_attn_vgg', ...)."
+            f"Cannot tell which GalaxyAttnVGG variant this model is (pretrained_cfg architecture="
+            f"{registered!r}); create it with timm.create_model, one of {', '.join(MODEL_PRESETS)}."
         )
+    architecture = config_architecture(registered)  # a variant's presets go to model_args
     cfg = filter_pretrained_cfg(dict(timm_model.pretrained_cfg), remove_source=True, remove_null=True)
     for key in _SOURCE_KEYS:
         cfg.pop(key, None)
@@ -93,8 +96,7 @@ def config_from_timm_model(
     cfg["label_names"] = names
     cfg = json.loads(json.dumps(cfg))  # tuples -> lists, as they will read back from config.json
 
-    default_widths = WIDTHS if architecture == "galaxy_attn_vgg" else SMALL_WIDTHS
-    widths = list(timm_model.widths) if tuple(timm_model.widths) != default_widths else None
+    widths = list(timm_model.widths) if tuple(timm_model.widths) != preset_widths(architecture) else None
     return GalaxyAttnConfig.from_label_names(
         names,
         architecture=architecture,

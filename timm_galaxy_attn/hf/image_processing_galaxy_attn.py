@@ -1,8 +1,10 @@
 """GalaxyAttnImageProcessor: timm's eval transform of the model's data config, as a transformers processor.
 
-The processor stores the timm data config (input size, interpolation, crop, mean, std) and applies
-``timm.data.create_transform(**data_config, is_training=False)``: the very transform timm users run, so
-the transformers and timm paths give the same pixels and the same logits.
+The processor stores the timm data config (input size, interpolation, crop, mean, std) and goes through the
+package's one pixel path (:class:`~timm_galaxy_attn.catalog.geometry.ModelPixels`, then
+:func:`~timm_galaxy_attn.catalog.geometry.normalize_batch`), which gives the floats of
+``timm.data.create_transform(**data_config, is_training=False)``: the transformers and timm paths give the
+same pixels and the same logits.
 """
 
 from __future__ import annotations
@@ -16,9 +18,9 @@ import timm.data
 import torch
 from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
 
-__all__ = ["GalaxyAttnImageProcessor", "DATA_CONFIG_KEYS"]
+from ..catalog.geometry import DATA_CONFIG_KEYS, ModelPixels, normalize_batch
 
-DATA_CONFIG_KEYS = ("input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode")
+__all__ = ["GalaxyAttnImageProcessor"]
 
 
 class GalaxyAttnImageProcessor(BaseImageProcessor):
@@ -60,7 +62,7 @@ class GalaxyAttnImageProcessor(BaseImageProcessor):
         self.std = [float(v) for v in std]
         self.crop_pct = float(crop_pct)
         self.crop_mode = str(crop_mode)
-        self._transform = timm.data.create_transform(**self.data_config, is_training=False)
+        self._pixels = ModelPixels(self.data_config)
 
     @property
     def data_config(self) -> dict[str, Any]:
@@ -110,7 +112,15 @@ class GalaxyAttnImageProcessor(BaseImageProcessor):
         return pil
 
     def preprocess(self, images: Any, return_tensors: str | None = "pt", **kwargs: Any) -> BatchFeature:
-        """Apply the timm eval transform to one image or a list of images."""
+        """Apply the timm eval transform to one image or a list of images.
+
+        Args:
+            images: A PIL image, HxWxC uint8 array or CxHxW uint8 tensor, or a list (or 4-D batch) of them.
+            return_tensors: ``"pt"`` (or None): the pixel values are PyTorch tensors.
+
+        Returns:
+            ``BatchFeature`` with ``pixel_values``, float32 (B, C, H, W).
+        """
         if return_tensors not in (None, "pt"):
             raise ValueError(
                 "GalaxyAttnImageProcessor returns PyTorch tensors only, got "
@@ -128,7 +138,9 @@ class GalaxyAttnImageProcessor(BaseImageProcessor):
         items = list(images) if batched else [images]
         if not items:
             raise ValueError("No images given to GalaxyAttnImageProcessor.")
-        pixel_values = torch.stack([self._transform(self._to_pil(image)) for image in items])
+        pixels = [self._pixels(self._to_pil(image)) for image in items]
+        uint8 = torch.from_numpy(np.stack([p if p.ndim == 3 else p[..., None] for p in pixels]))
+        pixel_values = normalize_batch(uint8.permute(0, 3, 1, 2), self.data_config).contiguous()
         return BatchFeature({"pixel_values": pixel_values}, tensor_type="pt")
 
     def __call__(self, images: Any, *args: Any, **kwargs: Any) -> BatchFeature:

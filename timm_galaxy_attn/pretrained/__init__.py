@@ -7,30 +7,104 @@ Each folder (``config.json``, ``preprocessor_config.json``, ``model.safetensors`
 * transformers: ``pipeline("image-classification", model=pretrained_path(tag))`` and
   ``AutoModelForImageClassification.from_pretrained(pretrained_path(tag))``;
 * the catalogue: ``galaxy-attn predict IMAGES --model TAG`` (``DEFAULT_TAG`` without ``--model``).
+
+``default_cfgs`` here is the one list of the architectures' pretrained configs and tags (``model.py``
+registers it with timm); ``SHIPPED_TAGS`` is derived from it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from timm.models import generate_default_cfgs
+
+from ..labels import GALAXY10_DECALS_CLASSES, GZ1_SDSS_CLASSES
+
 __all__ = [
     "DEFAULT_TAG",
+    "GALAXY_MEAN",
+    "GALAXY_STD",
     "PRETRAINED_DIR",
     "SHIPPED_TAGS",
     "check_has_weights",
+    "default_cfgs",
     "missing_weights_error",
     "pretrained_path",
 ]
 
 PRETRAINED_DIR = Path(__file__).resolve().parent
-# The tags with shipped weights, best first: what default_cfgs lists and what pretrained_path serves.
-SHIPPED_TAGS: tuple[str, ...] = ("galaxy_attn_vgg_tiny_s4.gz1_sdss", "galaxy_attn_vgg.gz1_sdss")
-DEFAULT_TAG = SHIPPED_TAGS[0]  # best on validation (docs/results.md): the catalogue's default model
+
+# Per-channel statistics of the gz1_sdss train split (split seed 0, central half; validation and test not
+# looked at), from `python benchmarks/data_stats.py` (benchmarks/results/data_stats.json). Used for every
+# config: Galaxy10 itself cannot be read here, and its images are the same kind of survey cutout.
+GALAXY_MEAN = (0.0813, 0.0695, 0.0515)
+GALAXY_STD = (0.1281, 0.1058, 0.0861)
+
+
+def _cfg(label_names: Sequence[str] = GALAXY10_DECALS_CLASSES, **kwargs: Any) -> dict[str, Any]:
+    """A pretrained config; the defaults are the untagged one: Galaxy10 DECaLS' classes, the galaxy-filled
+    central half at 32 px as in the paper (the crop of each data source: ``data.SOURCE_CROP_PCT``)."""
+    return {
+        "num_classes": len(label_names),
+        "label_names": tuple(label_names),
+        "input_size": (3, 32, 32),
+        "pool_size": None,
+        "crop_pct": 0.5,
+        "interpolation": "bicubic",
+        "mean": GALAXY_MEAN,
+        "std": GALAXY_STD,
+        "first_conv": "stages.0.0.conv",
+        "classifier": "fc",
+        "license": "apache-2.0",
+        **kwargs,
+    }
+
+
+def _shipped(tag: str, **kwargs: Any) -> dict[str, Any]:
+    """The config of a tag with shipped weights: the packaged file (offline, no download) and the Hub
+    repository it is published to."""
+    return _cfg(
+        file=str(PRETRAINED_DIR / tag / "model.safetensors"),
+        hf_hub_id=f"timm-galaxy-attn/{tag}",
+        **kwargs,
+    )
+
+
+_S4 = dict(input_size=(3, 128, 128), min_input_size=(3, 128, 128))  # stem stride 4: 128 px for 32 px's cost
+
+# The one list of architectures and tags. A tag is listed only where trained weights ship
+# (timm_galaxy_attn/pretrained/<tag>/, the card beside them); the architectures without weights keep their
+# untagged config (random initialisation).
+default_cfgs = generate_default_cfgs(
+    {
+        "galaxy_attn_vgg.gz1_sdss": _shipped("galaxy_attn_vgg.gz1_sdss", label_names=GZ1_SDSS_CLASSES),
+        "galaxy_attn_vgg_small": _cfg(),
+        "galaxy_attn_vgg_small_s4": _cfg(**_S4),
+        "galaxy_attn_vgg_tiny_s4.gz1_sdss": _shipped(
+            "galaxy_attn_vgg_tiny_s4.gz1_sdss", label_names=GZ1_SDSS_CLASSES, **_S4
+        ),
+    }
+)
+# The tags whose weights ship with the package (a local file in their config).
+SHIPPED_TAGS: tuple[str, ...] = tuple(
+    f"{arch}.{tag}" for arch, cfg in default_cfgs.items() for tag, c in cfg.cfgs.items() if tag and c.file
+)
+
+# The best shipped weights on validation (docs/results.md): the catalogue's default model.
+DEFAULT_TAG = "galaxy_attn_vgg_tiny_s4.gz1_sdss"
 
 
 def pretrained_path(tag: str = DEFAULT_TAG) -> Path:
-    """The folder of the shipped weights of ``tag`` (``architecture.tag``: ``galaxy_attn_vgg.gz1_sdss``)."""
+    """The folder of the shipped weights of a tag.
+
+    Args:
+        tag: ``architecture.tag`` with shipped weights (``SHIPPED_TAGS``), e.g. ``galaxy_attn_vgg.gz1_sdss``.
+
+    Returns:
+        The model folder (config.json, preprocessor_config.json, model.safetensors, README.md).
+    """
     if tag not in SHIPPED_TAGS:
         raise ValueError(
             f"No shipped weights for {tag!r}. The tags with weights: {', '.join(SHIPPED_TAGS)} "
