@@ -1,4 +1,5 @@
-"""Helpers the benchmark scripts share: the machine's facts, matmul peaks, FLOP counting, atomic result files.
+"""Helpers the benchmark scripts share: the machine's facts, matmul peaks, FLOP counting, bootstrap intervals
+and atomic result files.
 
 Imported as a sibling module (``from _common import ...``): ``python benchmarks/<script>.py`` puts this folder
 on ``sys.path``, and so does the tests' ``load_script``.
@@ -11,9 +12,11 @@ import os
 import platform
 import subprocess
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -72,3 +75,58 @@ def write_text(path: Path, text: str) -> Path:
 def write_json(path: Path, obj: Any) -> Path:
     """``obj`` as indented JSON in ``path``, written atomically."""
     return write_text(path, json.dumps(obj, indent=2) + "\n")
+
+
+def write_report(folder: Path, stem: str, result: Any, text: str) -> None:
+    """A benchmark's results as ``folder/<stem>.json`` (first: a failing markdown write keeps them) and its
+    table as ``folder/<stem>.md``."""
+    write_json(folder / f"{stem}.json", result)
+    write_text(folder / f"{stem}.md", text)
+
+
+def percentile_interval(
+    samples: Sequence[np.ndarray],
+    statistic: Callable[..., np.ndarray],
+    n_resamples: int,
+    seed: int = 0,
+    confidence: float = 0.95,
+    omit_nan: bool = False,
+) -> np.ndarray:
+    """Percentile bootstrap interval of ``statistic`` (``scipy.stats.bootstrap``, seeded).
+
+    Args:
+        samples: equal-length arrays whose observations (along the last axis) are resampled together
+            (``paired=True``), e.g. per-galaxy values and their labels.
+        statistic: ``statistic(*resampled, axis=-1)``, vectorised over the leading resample axis; it may
+            return several statistics at once, stacked in front: shape (S, n_resamples).
+        n_resamples: bootstrap resamples.
+        seed: seed of the resampling generator.
+        confidence: coverage of the interval.
+        omit_nan: leave out resamples whose statistic is NaN (undefined there, e.g. a ROC-AUC of one
+            class) instead of returning a NaN interval.
+
+    Returns:
+        ``[lo, hi]``, or (S, 2) for a statistic that returns S values.
+    """
+    import warnings
+
+    from scipy.stats import DegenerateDataWarning, bootstrap
+
+    with warnings.catch_warnings():
+        if omit_nan:  # scipy warns of the NaN quantiles that are replaced below
+            warnings.simplefilter("ignore", DegenerateDataWarning)
+        res = bootstrap(
+            tuple(samples),
+            statistic,
+            n_resamples=n_resamples,
+            vectorized=True,
+            paired=True,
+            axis=-1,
+            confidence_level=confidence,
+            method="percentile",
+            rng=np.random.default_rng(seed),
+        )
+    if omit_nan:  # scipy's quantiles have no NaN policy: the same percentiles over the defined resamples
+        alpha = (1 - confidence) / 2
+        return np.moveaxis(np.nanquantile(res.bootstrap_distribution, [alpha, 1 - alpha], axis=-1), 0, -1)
+    return np.stack([res.confidence_interval.low, res.confidence_interval.high], axis=-1)

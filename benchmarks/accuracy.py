@@ -51,7 +51,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from _common import write_json, write_text  # noqa: F401  (finetune.py imports them from here)
+from _common import write_json
 from accuracy_report import chirality, report  # noqa: F401  (chirality: for the tests)
 from accuracy_rows import (
     ALIASES,
@@ -76,9 +76,9 @@ from accuracy_rows import (
 from accuracy_run import (
     SplitData,
     build_model,
-    d4_probs,  # noqa: F401  (tta_validation.py and the tests use it from here)
     forward_gflops,
     load_split,
+    plain_and_d4_probs,  # noqa: F401  (tta_validation.py and the tests use it from here)
     plan_epochs,
     recipe_of,
     store_result,
@@ -86,7 +86,6 @@ from accuracy_run import (
     train_row,
     tta_predictions,
 )
-from accuracy_scores import score_predictions, softmax  # noqa: F401  (finetune.py, tta_validation.py)
 
 
 def calibrate(row: Row, num_classes: int, images: int = 512, warmup: int = 3) -> float:

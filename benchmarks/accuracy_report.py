@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import write_json, write_text
+from _common import write_report
 from accuracy_rows import DATASET, SPLIT_SEED
 from accuracy_scores import collect, paired_difference
 
@@ -248,8 +248,7 @@ def report(results_dir: Path, n_boot: int = 1000, quiet: bool = False) -> dict[s
         "verdict": target,
         "paired_over_seeds": seeded,
     }
-    write_json(results_dir / "results.json", out)
-    write_text(results_dir / "results.md", md)
+    write_report(results_dir, "results", out, md)
     if not quiet:
         print(md)
         print(f"Written: {results_dir / 'results.md'}, {results_dir / 'results.json'}")

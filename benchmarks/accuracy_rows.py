@@ -88,8 +88,9 @@ _ROWS: tuple[Row, ...] = (
         ("--compatibility", "dp"),
         "dot-product compatibility: g shapes the maps",
     ),
-    # The paper's network itself (paper widths, stem stride 1, 32 px) on our recipe: 23.5 GFLOP per training
-    # image buys 3 epochs in 15 min, so it has a budget of its own (the shipped galaxy_attn_vgg.gz1_sdss).
+    # The paper's network itself (paper widths, stem stride 1, 32 px) on our recipe: its FLOPs per training
+    # image leave the common budget only a few epochs, so it has a budget of its own (the shipped
+    # galaxy_attn_vgg.gz1_sdss).
     Row(
         "ours_vgg_32s1",
         "ours",

@@ -60,7 +60,7 @@ def load_split() -> SplitData:
     return SplitData(load_galaxy_dataset(DATASET, seed=SPLIT_SEED))
 
 
-def d4_probs(
+def plain_and_d4_probs(
     model,
     x_uint8,
     data_config: dict[str, Any],
@@ -73,8 +73,7 @@ def d4_probs(
     import torch
 
     from timm_galaxy_attn.data import normalize_batch
-    from timm_galaxy_attn.tta import d4_probs as d4_stack
-    from timm_galaxy_attn.tta import mirror_permutation
+    from timm_galaxy_attn.tta import d4_probs, mirror_permutation
 
     perm = mirror_permutation(model.num_classes, mirror_swaps)
     fmt = torch.channels_last if channels_last else torch.contiguous_format  # as in training: same numbers
@@ -91,7 +90,7 @@ def d4_probs(
         for i in range(0, len(x_uint8), batch):
             view_logits.clear()
             x = normalize_batch(x_uint8[i : i + batch], data_config)
-            mean.append(d4_stack(probs_of, x, perm).mean(0))
+            mean.append(d4_probs(probs_of, x, perm).mean(0))
             plain.append(view_logits[0])
     return torch.cat(plain).numpy(), torch.cat(mean).numpy()
 
@@ -176,7 +175,9 @@ def tta_predictions(
                 f"{run_dir}: {split} labels differ from the benchmark's split; rerun the row."
             )
         channels_last = bool(metrics.get("config", {}).get("channels_last"))
-        plain, probs = d4_probs(loaded.model, x, data_config, swaps, bf16, channels_last=channels_last)
+        plain, probs = plain_and_d4_probs(
+            loaded.model, x, data_config, swaps, bf16, channels_last=channels_last
+        )
         ref = pred[f"{short}_logits"]
         drift = float(np.abs(plain - ref).max())
         if drift > 0.05 * float(np.abs(ref).max()) + 0.1:  # bf16 rounding only

@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from _common import write_json, write_text
+from _common import write_report
 from attention_measures import (  # noqa: F401  (area_resize ... centre_prior: faithfulness.py uses them from here)
     BLANK_ENTROPY,
     PEAKED_MASS,
@@ -100,6 +100,27 @@ def class_sample(labels: np.ndarray, per_class: int, num_classes: int) -> list[i
     return out
 
 
+def save_picture(
+    images: Any,
+    labels: np.ndarray,
+    logits: np.ndarray,
+    maps: Sequence[np.ndarray],
+    names: Sequence[str],
+    per_class: int,
+    path: Path,
+    title: str,
+) -> str:
+    """The attention grid of the first ``per_class`` galaxies of each class, titled true / predicted class,
+    at ``path``; returns the path relative to the repository."""
+    from timm_galaxy_attn.viz import prediction_titles, save_attention_grid
+
+    idx = class_sample(labels, per_class, len(names))
+    titles = prediction_titles(labels[idx], logits[idx].argmax(1), names)
+    per_image = [[m[i] for m in maps] for i in idx]
+    save_attention_grid([images[i] for i in idx], per_image, path, titles=titles, title=title)
+    return str(path.relative_to(ROOT))
+
+
 # ----------------------------------------------------------------------------------------------------------
 # (a) synthetic
 # ----------------------------------------------------------------------------------------------------------
@@ -156,7 +177,6 @@ def train_overfit(
 
 def part_synthetic(run_dir: Path, n_per_class: int, seed: int, picture: Path | None) -> dict[str, Any]:
     from timm_galaxy_attn.data import make_synthetic_galaxies
-    from timm_galaxy_attn.viz import save_attention_grid
 
     model, data_config = load(run_dir / "model")
     size = int(data_config["input_size"][-1])
@@ -183,19 +203,10 @@ def part_synthetic(run_dir: Path, n_per_class: int, seed: int, picture: Path | N
             entry[f"beats_{name}"] = float((share > null_share).mean())
         out["estimators"][f"attn{j + 1}"] = entry
     if picture is not None:
-        idx = class_sample(syn.labels, 1, len(syn.class_names))
-        titles = [
-            f"true: {syn.class_names[syn.labels[i]]} | pred: {syn.class_names[logits[i].argmax()]}"
-            for i in idx
-        ]
-        save_attention_grid(
-            [syn.images[i] for i in idx],
-            [[m[i] for m in maps] for i in idx],
-            picture,
-            titles=titles,
-            title="synthetic galaxies: image, attention 1-3",
+        title = "synthetic galaxies: image, attention 1-3"
+        out["picture"] = save_picture(
+            syn.images, syn.labels, logits, maps, syn.class_names, 1, picture, title
         )
-        out["picture"] = str(picture.relative_to(ROOT))
     return out
 
 
@@ -218,8 +229,6 @@ def real_validation(data_config: dict[str, Any], limit: int | None):
 def part_real(
     model_spec: str | Path, limit: int | None, picture: Path | None, per_class: int = 2
 ) -> dict[str, Any]:
-    from timm_galaxy_attn.viz import save_attention_grid
-
     model, data_config = load(model_spec)
     x, y, names = real_validation(data_config, limit)
     logits, maps = attention_maps(model, x, data_config)
@@ -244,16 +253,8 @@ def part_real(
     rand = rng.random((len(y), *size))
     out["random_map_iou_top20_with_brightness"] = describe(top_iou(rand, nulls["brightness"]))
     if picture is not None:
-        idx = class_sample(y, per_class, len(names))
-        titles = [f"true: {names[y[i]]} | pred: {names[logits[i].argmax()]}" for i in idx]
-        save_attention_grid(
-            [x[i] for i in idx],
-            [[m[i] for m in maps] for i in idx],
-            picture,
-            titles=titles,
-            title="gz1_sdss validation galaxies: image, attention 1-3",
-        )
-        out["picture"] = str(picture.relative_to(ROOT))
+        title = "gz1_sdss validation galaxies: image, attention 1-3"
+        out["picture"] = save_picture(x, y, logits, maps, names, per_class, picture, title)
     return out
 
 
@@ -395,8 +396,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.overfit_model,
         )
         res["overfit"] = part_epochs(args.overfit_run, args.limit)
-    write_json(args.out / "results.json", res)
-    write_text(args.out / "results.md", markdown(res))
+    write_report(args.out, "results", res, markdown(res))
     print(markdown(res))
     return 0
 

@@ -67,6 +67,7 @@ def _ranks(v: np.ndarray) -> np.ndarray:
 
 def spearman(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Per image Spearman rank correlation of two (N, h, w) maps (0 where a map is constant)."""
+    # not scipy.stats.spearmanr: it correlates all columns with each other, not row i of a with row i of b
     ra, rb = _ranks(a.reshape(len(a), -1)), _ranks(b.reshape(len(b), -1))
     ra, rb = ra - ra.mean(1, keepdims=True), rb - rb.mean(1, keepdims=True)
     den = np.sqrt((ra**2).sum(1) * (rb**2).sum(1))
@@ -86,9 +87,10 @@ def top_iou(a: np.ndarray, b: np.ndarray, fraction: float = TOP_FRACTION) -> np.
 
 def normalised_entropy(maps: np.ndarray) -> np.ndarray:
     """Per image entropy of the map as a distribution over positions, divided by log(positions)."""
+    from scipy.stats import entropy
+
     p = as_distribution(maps).reshape(len(maps), -1)
-    h = -(p * np.log(np.where(p > 0, p, 1))).sum(1)
-    return h / np.log(p.shape[1])
+    return entropy(p, axis=1) / np.log(p.shape[1])
 
 
 def peak_mass(maps: np.ndarray) -> np.ndarray:

@@ -32,7 +32,7 @@ import h5py
 import numpy as np
 import timm
 import torch
-from _common import lscpu_facts, write_json, write_text
+from _common import lscpu_facts, percentile_interval, write_report
 from sklearn.neighbors import NearestNeighbors
 
 import timm_galaxy_attn
@@ -69,25 +69,32 @@ def neighbour_agreement(x: np.ndarray, y: np.ndarray, k: int = K) -> np.ndarray:
     return share
 
 
-def macro_mean(share: np.ndarray, labels: np.ndarray) -> float:
-    """The mean over the classes present in ``labels`` of each class's mean ``share``."""
-    return float(np.mean([share[labels == c].mean() for c in np.unique(labels)]))
+def macro_mean(share: np.ndarray, labels: np.ndarray, axis: int = -1) -> np.ndarray | float:
+    """The mean over the classes present in ``labels`` of each class's mean ``share``, along ``axis``
+    (a float for 1-D inputs; one value per row of a stack of resamples)."""
+    share, labels = np.moveaxis(share, axis, -1), np.moveaxis(labels, axis, -1)
+    onehot = labels[..., None] == np.unique(labels)  # (..., n, classes)
+    counts = onehot.sum(-2)
+    sums = (share[..., None] * onehot).sum(-2)
+    per_class = np.divide(sums, counts, out=np.zeros(sums.shape), where=counts > 0)
+    macro = (per_class * (counts > 0)).sum(-1) / (counts > 0).sum(-1)
+    return float(macro) if macro.ndim == 0 else macro
+
+
+def _mean_and_macro(share: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+    """(mean, macro mean) of ``share`` along ``axis``: the two statistics bootstrapped together."""
+    return np.stack([np.mean(share, axis=axis), macro_mean(share, y, axis)])
 
 
 def summarise(share: np.ndarray, y: np.ndarray, seed: int = 0) -> dict[str, Any]:
     """Mean and class macro-average of ``share``, with 95% bootstrap intervals over galaxies."""
-    classes = np.unique(y)
-
-    rng = np.random.default_rng(seed)
-    boots = rng.integers(0, len(y), (N_BOOT, len(y)))
-    means = share[boots].mean(1)
-    macros = np.array([macro_mean(share[b], y[b]) for b in boots])
+    ci, macro_ci = percentile_interval((share, y), _mean_and_macro, N_BOOT, seed)
     return {
         "mean": float(share.mean()),
-        "ci95": [float(v) for v in np.percentile(means, [2.5, 97.5])],
+        "ci95": [float(v) for v in ci],
         "macro": macro_mean(share, y),
-        "macro_ci95": [float(v) for v in np.percentile(macros, [2.5, 97.5])],
-        "per_class": {str(int(c)): float(share[y == c].mean()) for c in classes},
+        "macro_ci95": [float(v) for v in macro_ci],
+        "per_class": {str(int(c)): float(share[y == c].mean()) for c in np.unique(y)},
     }
 
 
@@ -114,19 +121,12 @@ def score(x: np.ndarray, y: np.ndarray) -> tuple[dict[str, Any], np.ndarray]:
 
 def paired(shares: dict[str, np.ndarray], y: np.ndarray, seed: int = 0) -> dict[str, Any]:
     """Differences (six classes) of the :data:`PAIRS`, 95% paired bootstrap intervals (same resamples)."""
-    rng = np.random.default_rng(seed)
-    boots = rng.integers(0, len(y), (N_BOOT, len(y)))
     out = {}
     for a, b in PAIRS:
         if a in shares and b in shares:
             d = shares[a] - shares[b]
-            macros = np.array([macro_mean(d[i], y[i]) for i in boots])
-            out[f"{a} - {b}"] = {
-                "mean": float(d.mean()),
-                "ci95": [float(v) for v in np.percentile(d[boots].mean(1), [2.5, 97.5])],
-                "macro": macro_mean(d, y),
-                "macro_ci95": [float(v) for v in np.percentile(macros, [2.5, 97.5])],
-            }
+            summary = summarise(d, y, seed)
+            out[f"{a} - {b}"] = {k: summary[k] for k in ("mean", "ci95", "macro", "macro_ci95")}
     return out
 
 
@@ -274,8 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python benchmarks/embeddings.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "seconds": round(time.perf_counter() - t0, 1),
     }
-    write_json(args.out_dir / "knn.json", result)
-    write_text(args.out_dir / "knn.md", table_md(result))
+    write_report(args.out_dir, "knn", result, table_md(result))
     print(table_md(result))
     return 0
 

@@ -260,12 +260,12 @@ def part_paper(run_dir: Path, limit: int | None) -> dict[str, Any]:
 def pictures(model, data_config, x: torch.Tensor, y: np.ndarray, names, docs: Path) -> list[str]:
     from PIL import Image
 
-    from timm_galaxy_attn.viz import save_map_grid
+    from timm_galaxy_attn.viz import prediction_titles, save_map_grid
 
     idx = att.class_sample(y, 1, len(names))
     logits, maps = explain(model, x[idx], data_config)
     rows = [[maps[k][i] for k in (*ESTIMATORS, "gradcam", "gradcam10")] for i in range(len(idx))]
-    titles = [f"true: {names[y[i]]} | pred: {names[p]}" for i, p in zip(idx, logits.argmax(1), strict=True)]
+    titles = prediction_titles(y[idx], logits.argmax(1), names)
     labels = (
         "input",
         "attn 1 (conv7)",

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from _common import percentile_interval
 
 N_BOOT = 2000
 
@@ -27,10 +28,10 @@ def bootstrap_mean(values: np.ndarray, n_boot: int = N_BOOT, seed: int = 0) -> d
     v = np.asarray(values, dtype=np.float64).reshape(-1)
     if len(v) == 0:
         raise ValueError("bootstrap_mean needs at least one value")
-    idx = np.random.default_rng(seed).integers(0, len(v), size=(n_boot, len(v)))
-    means = v[idx].mean(axis=1)
-    lo, hi = np.quantile(means, [0.025, 0.975])
-    return {"mean": float(v.mean()), "lo": float(lo), "hi": float(hi), "n": int(len(v))}
+    mean = float(v.mean())
+    # scipy needs two values; every resample of a single value is that value
+    lo, hi = percentile_interval((v,), np.mean, n_boot, seed) if len(v) > 1 else (mean, mean)
+    return {"mean": mean, "lo": float(lo), "hi": float(hi), "n": int(len(v))}
 
 
 def upsample(maps: np.ndarray | torch.Tensor, size: int) -> torch.Tensor:

@@ -20,6 +20,7 @@ RULE = (
     "when it holds at no step that was run."
 )
 OVERFIT_TRAIN = 0.95  # the paper-recipe run overfits from the first epoch with train accuracy >= this
+KIND_TITLES = {"morf": "MoRF", "lerf": "LeRF"}  # perturbation kinds whose title is not their key
 
 
 def ci(s: dict[str, float], digits: int = 3) -> str:
@@ -86,27 +87,38 @@ def paper_sentence(paper: dict[str, Any]) -> str:
     )
 
 
+def _auc_tables(
+    part: dict[str, Any], kinds: tuple[str, str], grid: bool, intros: tuple[str, str]
+) -> list[str]:
+    """The two tables of a perturbation part, each after its intro: one row per map (the ``<kind>_auc`` of
+    both kinds; the map's grid when ``grid``), then the paired differences (keyed ``"<map>-<reference>"``)."""
+    first, second = (KIND_TITLES.get(k, k) for k in kinds)
+    head, rule = ("grid | ", "---|") if grid else ("", "")
+    md = [f"{intros[0]}| map | {head}{first} AUC | {second} AUC |\n|---|{rule}---|---|"]
+    for name in (n for n in MAPS if n in part["maps"]):
+        m = part["maps"][name]
+        size = f"{'x'.join(map(str, m['map_size']))} | " if grid else ""
+        md.append(f"| {name} | {size}{ci(m[f'{kinds[0]}_auc'])} | {ci(m[f'{kinds[1]}_auc'])} |")
+    md.append(f"{intros[1]}| map | reference | {first} difference | {second} difference |\n|---|---|---|---|")
+    for key, v in part["paired"].items():
+        name, ref = key.split("-")
+        md.append(f"| {name} | {ref} | {ci(v[kinds[0]])} | {ci(v[kinds[1]])} |")
+    return md
+
+
 def _deletion_md(d: dict[str, Any]) -> list[str]:
-    md = [
+    intro = (
         f"### (1) Deletion and insertion ({d['images']} validation galaxies, {d['steps']} steps)\n\n"
         "Score: softmax probability of the class predicted on the intact image. Removed pixels take the "
         "per-image, per-band median (the sky level); pixels are ranked by the map upsampled bilinearly to "
         "128 px. Lower deletion AUC and higher insertion AUC = more faithful. On the all-sky image the "
         f"predicted class keeps probability {ci(d['sky_probability'])}.\n\n"
-        "| map | grid | deletion AUC | insertion AUC |\n|---|---|---|---|"
-    ]
-    for name in MAPS:
-        m = d["maps"][name]
-        grid = "x".join(map(str, m["map_size"]))
-        md.append(f"| {name} | {grid} | {ci(m['deletion_auc'])} | {ci(m['insertion_auc'])} |")
-    md.append(
-        "\nPaired differences (map minus reference, per image; better = negative deletion, positive "
-        "insertion):\n\n| map | reference | deletion difference | insertion difference |\n|---|---|---|---|"
     )
-    for key, v in d["paired"].items():
-        name, ref = key.split("-")
-        md.append(f"| {name} | {ref} | {ci(v['deletion'])} | {ci(v['insertion'])} |")
-    return md
+    paired = (
+        "\nPaired differences (map minus reference, per image; better = negative deletion, positive "
+        "insertion):\n\n"
+    )
+    return _auc_tables(d, ("deletion", "insertion"), True, (intro, paired))
 
 
 def _seed_cell(cell: dict[str, Any]) -> str:
@@ -153,26 +165,17 @@ def _randomisation_md(r: dict[str, Any]) -> list[str]:
 
 def _road_md(r: dict[str, Any]) -> list[str]:
     fr = ", ".join(f"{f:g}" for f in r["fractions"])
-    md = [
+    intro = (
         f"\n### (2) ROAD: remove and debias ({r['images']} validation galaxies, fractions {fr})\n\n"
         "Removed pixels filled by noisy linear imputation (Rong et al. 2022: weighted mean of the 8 "
         f"neighbours, 1/6 direct, 1/12 diagonal, one sparse system per image; noise sigma {r['noise']:g} of "
         "the pixel range). Score: softmax probability of the class predicted on the intact image; AUC = "
         "trapezoid mean over fractions 0 (intact) to the last. MoRF: lower = more faithful; LeRF: higher."
-        "\n\n| map | MoRF AUC | LeRF AUC |\n|---|---|---|"
-    ]
-    for name in MAPS:
-        if name in r["maps"]:
-            m = r["maps"][name]
-            md.append(f"| {name} | {ci(m['morf_auc'])} | {ci(m['lerf_auc'])} |")
-    md.append(
-        "\nPaired differences (map minus reference, per image):\n\n"
-        "| map | reference | MoRF difference | LeRF difference |\n|---|---|---|---|"
+        "\n\n"
     )
-    for key, v in r["paired"].items():
-        name, ref = key.split("-")
-        md.append(f"| {name} | {ref} | {ci(v['morf'])} | {ci(v['lerf'])} |")
-    return md
+    return _auc_tables(
+        r, ("morf", "lerf"), False, (intro, "\nPaired differences (map minus reference, per image):\n\n")
+    )
 
 
 def _pointing_md(p: dict[str, Any]) -> list[str]:
@@ -293,7 +296,7 @@ def _two_panels(
             ax.plot(xs, m[f"{kind}_curve"], styles.get(name, "-"), color=colour, label=label)
         ax.set_xlabel(f"fraction of pixels {verbs[k]}", fontsize=8)
         ax.set_ylabel("p(predicted class)", fontsize=8)
-        ax.set_title(f"{ {'morf': 'MoRF', 'lerf': 'LeRF'}.get(kind, kind) } (AUC)", fontsize=9)
+        ax.set_title(f"{KIND_TITLES.get(kind, kind)} (AUC)", fontsize=9)
         ax.tick_params(labelsize=7)
         ax.legend(fontsize=6.5, frameon=False)
     fig.tight_layout()

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import write_json, write_text
+from _common import percentile_interval, write_report
 from accuracy_scores import score_predictions
 from finetune_conditions import CONDITIONS, METRICS, TITLES, BenchmarkError, relative_paths
 
@@ -28,10 +28,14 @@ def roc_auc(labels: np.ndarray, probs: np.ndarray) -> float:
 
 
 def auc_interval(labels: np.ndarray, probs: np.ndarray, n_boot: int, seed: int = 0) -> list[float]:
-    """95% percentile bootstrap interval of the ROC-AUC over resampled test images."""
-    rng = np.random.default_rng(seed)
-    draws = [roc_auc(labels[i], probs[i]) for i in rng.integers(0, len(labels), (n_boot, len(labels)))]
-    lo, hi = np.nanquantile(np.array(draws), [0.025, 0.975])
+    """95% percentile bootstrap interval of the ROC-AUC over resampled test images (those of one class
+    left out)."""
+
+    def auc_of(idx: np.ndarray, axis: int = -1) -> np.ndarray:
+        # the images' indices are resampled (probs is 2-D); sklearn scores one resample at a time
+        return np.apply_along_axis(lambda i: roc_auc(labels[i], probs[i]), axis, idx)
+
+    lo, hi = percentile_interval((np.arange(len(labels)),), auc_of, n_boot, seed, omit_nan=True)
     return [float(lo), float(hi)]
 
 
@@ -221,9 +225,8 @@ def report(results_dir: Path, n_boot: int, quiet: bool = False) -> dict[str, Any
     if not path.is_file():
         raise BenchmarkError(f"No {path}: run benchmarks/finetune.py (without --report-only) first.")
     summary = summarize(json.loads(path.read_text()), n_boot)
-    write_json(results_dir / "results.json", summary)
     text = markdown(summary)
-    write_text(results_dir / "results.md", text)
+    write_report(results_dir, "results", summary, text)
     if not quiet:
         print(text)
     return summary

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import write_json, write_text
+from _common import write_report
 from accuracy_rows import METRIC_TITLES, METRICS, RESULTS
 from accuracy_scores import score_predictions, softmax
 
@@ -105,8 +105,7 @@ def main() -> None:
         "tags": {tag: rescore(tag) for tag in SHIPPED_TAGS},
     }
     out = RESULTS / "normalization"
-    write_json(out / "rescore.json", results)
-    write_text(out / "rescore.md", markdown(results))
+    write_report(out, "rescore", results, markdown(results))
     print(markdown(results))
 
 

@@ -19,15 +19,16 @@ from typing import Any
 import timm
 import torch
 from _common import write_json
-from accuracy import d4_probs, score_predictions, softmax
+from accuracy import plain_and_d4_probs
+from accuracy_scores import score_predictions, softmax
 
 import timm_galaxy_attn
 from timm_galaxy_attn.data import load_galaxy_dataset, prepare_tensors
 from timm_galaxy_attn.labels import MIRROR_LABEL_SWAPS
+from timm_galaxy_attn.pretrained import DEFAULT_TAG
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUT = HERE / "results" / "tta_validation.json"
-DEFAULT_TAG = "galaxy_attn_vgg_tiny_s4.gz1_sdss"
 METRICS = ("accuracy", "balanced_accuracy", "macro_f1")
 N_BOOT = 200
 
@@ -38,7 +39,7 @@ def score_tag(tag: str) -> dict[str, Any]:
     config = timm.data.resolve_model_data_config(model)
     x, y = prepare_tensors(load_galaxy_dataset("gz1_sdss", seed=0)["validation"], config)
     with torch.inference_mode():
-        plain, tta = d4_probs(model, x, config, MIRROR_LABEL_SWAPS["gz1_sdss"], bf16=False)
+        plain, tta = plain_and_d4_probs(model, x, config, MIRROR_LABEL_SWAPS["gz1_sdss"], bf16=False)
     names = model.pretrained_cfg["label_names"]
     entry: dict[str, Any] = {"n": int(len(y)), "data_config": dict(config)}  # tuples become JSON lists
     for key, probs in (("one_view", softmax(plain)), ("d4_tta", tta)):

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import load_script
+from scipy.special import softmax
 
 from timm_galaxy_attn.labels import GZ1_SDSS_CLASSES
 from timm_galaxy_attn.metrics import (
@@ -27,8 +28,7 @@ def acc():
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(1, keepdims=True))
-    return e / e.sum(1, keepdims=True)
+    return softmax(z, axis=1)
 
 
 def fake_run(folder: Path, seed: int, skill: float, model: str = "galaxy_attn_vgg_small") -> dict:
@@ -179,11 +179,11 @@ class _ConstantModel(torch.nn.Module):
 def test_d4_tta_undoes_the_mirror_label_swap(acc):
     cfg = {"mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25)}
     x = torch.randint(0, 256, (5, 3, 8, 8), dtype=torch.uint8)
-    plain, probs = acc.d4_probs(_ConstantModel(), x, cfg, {1: 2, 2: 1}, bf16=False, batch=2)
+    plain, probs = acc.plain_and_d4_probs(_ConstantModel(), x, cfg, {1: 2, 2: 1}, bf16=False, batch=2)
     assert plain.shape == (5, 6) and np.allclose(plain[:, 1], 20.0)
     # 4 of the 8 views are mirror images: their 'clockwise' is the original's 'anticlockwise'
     assert np.allclose(probs[:, 1], 0.5, atol=1e-6) and np.allclose(probs[:, 2], 0.5, atol=1e-6)
-    _, no_swap = acc.d4_probs(_ConstantModel(), x, cfg, {}, bf16=False)
+    _, no_swap = acc.plain_and_d4_probs(_ConstantModel(), x, cfg, {}, bf16=False)
     assert np.allclose(no_swap[:, 1], 1.0, atol=1e-6)
 
 

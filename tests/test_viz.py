@@ -100,6 +100,16 @@ def test_save_attention_grid_forms_rows_and_atomic_write(tmp_path):
     assert not (tmp_path / "c.png").exists()
 
 
+def test_prediction_titles():
+    names = ["Elliptical", "Merger"]
+    assert viz.prediction_titles([0, 1], np.array([1, 1]), names) == [
+        "true: Elliptical | pred: Merger",
+        "true: Merger | pred: Merger",
+    ]
+    with pytest.raises(ValueError, match="2 true and 1 predicted"):
+        viz.prediction_titles([0, 1], [1], names)
+
+
 def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
     def broken_save(self, fp, *args, **kwargs):
         with open(fp, "wb") as f:  # viz saves to a temporary path beside the target

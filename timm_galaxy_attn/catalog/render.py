@@ -2,9 +2,9 @@
 
 The maps come from the catalogue's sidecar (``<catalogue>.maps.h5``, written by ``predict --maps``;
 :mod:`.maps`), the pictures from the inputs named in the ``source`` column, decoded again and cut
-to the part of the image the model saw (as ``predict --heatmaps``). Each PNG is the figure of
-:func:`..viz.attention_figure`, titled with the predicted class and its probability, and named as
-``predict --heatmaps`` names it (``<index>_<source stem>[_row<r>|_hdu<h>].png``; :mod:`.heatmaps`).
+to the part of the image the model saw (as ``predict --heatmaps``). Each PNG is written by
+:func:`.heatmaps.write_heatmap`, titled and named as ``predict --heatmaps`` titles and names it
+(``<index>_<source stem>[_row<r>|_hdu<h>].png``; :mod:`.heatmaps`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .heatmaps import display_crop, heatmap_name, write_png
+from .heatmaps import display_crop, heatmap_name, heatmap_title, write_heatmap
 from .maps import MapsError, maps_path, read_maps
 from .parts import read_meta
 
@@ -42,7 +42,7 @@ def parse_rows(text: str) -> list[int] | None:
     return rows
 
 
-def _read_catalogue(path: Path):
+def _read_catalog(path: Path):
     """(rows as a dict of columns, run metadata) of a catalogue written by galaxy-attn predict."""
     if not path.is_file():
         raise FileNotFoundError(f"Catalogue {path} does not exist.")
@@ -82,8 +82,8 @@ def _source_image(row: dict[str, Any], meta: dict[str, Any]) -> np.ndarray:
 
 
 def _title(cols: dict[str, list], i: int) -> str:
-    probs = [cols[c][i] for c in cols if c.startswith("prob_")]
-    return f"{cols['pred_label'][i]} ({max(probs):.2f})"
+    """The heatmap title of row ``i`` from its ``pred_label`` and ``prob_<class>`` columns."""
+    return heatmap_title(cols["pred_label"][i], max(cols[c][i] for c in cols if c.startswith("prob_")))
 
 
 def _check_rows(cols: dict[str, list], rows: Sequence[int], catalogue: Path) -> None:
@@ -111,10 +111,8 @@ def render(
     Raises :class:`.maps.MapsError` (or FileNotFoundError) with the reason when the catalogue, its
     maps or a row's input cannot be used; every row is checked before the first PNG is written.
     """
-    from ..viz import attention_figure
-
     catalogue = Path(catalogue)
-    cols, meta = _read_catalogue(catalogue)
+    cols, meta = _read_catalog(catalogue)
     sidecar = Path(maps) if maps is not None else maps_path(catalogue)
     if rows is None:
         rows = [i for i in range(len(cols["index"])) if cols["error"][i] is None]
@@ -130,6 +128,5 @@ def render(
             display = display_crop(_source_image(row, meta), crop_pct)
         except ValueError as exc:  # InputError: the input changed since the run
             raise MapsError(f"row {r}: cannot decode its input {row['source']}: {exc}") from None
-        figure = attention_figure(display, row_maps, title=_title(cols, r))
-        written.append(write_png(figure, Path(out_dir) / heatmap_name(row)))
+        written.append(write_heatmap(display, row_maps, _title(cols, r), Path(out_dir) / heatmap_name(row)))
     return written

@@ -55,7 +55,7 @@ def load_metric(name: str):
     with _LOCK:
         module = _LOADED.get(name)
         if module is None:
-            import evaluate  # deferred: importing evaluate costs ~1 s
+            import evaluate  # deferred: a slow import that only metric users need
 
             module = evaluate.load(str(path), keep_in_memory=True)
             _LOADED[name] = module
@@ -139,10 +139,11 @@ def _as_logits(logits) -> np.ndarray:
 
 
 def _nll(logits: np.ndarray, labels: np.ndarray, temperature: float) -> float:
-    z = logits / temperature
-    z = z - z.max(axis=1, keepdims=True)
-    log_norm = np.log(np.exp(z).sum(axis=1))
-    return float((log_norm - z[np.arange(z.shape[0]), labels]).mean())
+    """Mean negative log-likelihood of ``labels`` under softmax(logits / temperature)."""
+    from scipy.special import log_softmax
+
+    log_probs = log_softmax(logits / temperature, axis=1)
+    return float(-log_probs[np.arange(log_probs.shape[0]), labels].mean())
 
 
 def fit_temperature(logits, labels, *, bounds: tuple[float, float] = (0.05, 20.0)) -> float:

@@ -2,8 +2,9 @@
 
 Resampling N examples with replacement only changes how many fall in each confusion-matrix cell, and those
 counts are multinomial(N, cell frequencies); so the B replicate matrices are drawn directly and the metrics
-run on the whole (B, K, K) stack at once (milliseconds for B = 1000 whatever N is; one ``sklearn.metrics``
-call per replicate would take seconds). The stack formulas below are scikit-learn's with ``zero_division=0``:
+run on the whole (B, K, K) stack at once, in time independent of N. Kept instead of ``scipy.stats.bootstrap``:
+scipy resamples the N examples themselves (B x N indices and a statistic over them), the same distribution at
+N / K^2 times the work. The stack formulas below are scikit-learn's with ``zero_division=0``:
 
 - F1 = 2 TP / (2 TP + FP + FN), 0 when that denominator is 0; recall of a class with support 0 is 0.
 - macro-F1 averages F1 over the classes in the references *or* the predictions

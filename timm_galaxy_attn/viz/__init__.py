@@ -6,6 +6,7 @@ Agg canvas: no pyplot state, nothing shown). Every file is written atomically.
 from .attention import (
     ATTENTION_LABELS,
     attention_figure,
+    prediction_titles,
     save_attention_grid,
     save_image_grid,
     save_map_grid,
@@ -16,6 +17,7 @@ __all__ = [
     "ATTENTION_LABELS",
     "attention_figure",
     "plot_confusion_matrix",
+    "prediction_titles",
     "save_attention_grid",
     "save_image_grid",
     "save_map_grid",

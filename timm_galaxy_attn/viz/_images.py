@@ -1,4 +1,5 @@
-"""Image and attention-map inputs, tile scaling, fonts and the PIL canvas that the pictures are composed on.
+"""Image and attention-map inputs, tile scaling, fonts, the PIL canvas the pictures are composed on and the
+atomic PNG write every picture goes through.
 
 Small galaxy images are enlarged by an integer factor with nearest-neighbour sampling, so pixels stay honest;
 text uses the DejaVu Sans font that matplotlib ships.
@@ -7,18 +8,28 @@ text uses the DejaVu Sans font that matplotlib ships.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
+from .._io import atomic_write
 
 NUM_MAPS = 3
 _MIN_TILE = 128  # smallest displayed tile side, in pixels
 _MAX_TILE = 256  # larger images are shown downscaled to this
 _BG = (255, 255, 255)
 _FG = (20, 20, 20)
+PIL_PNG_LEVEL = 6  # PIL's default zlib level
+
+
+def save_png(image: Image.Image, path: str | os.PathLike, compress_level: int = PIL_PNG_LEVEL) -> Path:
+    """Save the PIL ``image`` as a PNG at ``path`` (atomically, parent folders created); returns ``path``."""
+    return atomic_write(path, lambda tmp: image.save(tmp, format="PNG", compress_level=compress_level))
 
 
 # --------------------------------------------------------------------------------------------- inputs

@@ -13,7 +13,6 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .._io import atomic_write
 from ._images import (
     NUM_MAPS,
     as_map,
@@ -22,6 +21,7 @@ from ._images import (
     compose,
     display_image,
     heat_tile,
+    save_png,
     tile_side,
     to_numpy,
 )
@@ -113,8 +113,21 @@ def _check_titles(titles: Sequence[str] | None, n: int) -> list[str | None]:
     return [None if t is None else str(t) for t in titles]
 
 
-def _save_png(image: Image.Image, path: str | os.PathLike) -> Path:
-    return atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
+def prediction_titles(true: Sequence[int], pred: Sequence[int], label_names: Sequence[str]) -> list[str]:
+    """Row titles of an attention grid: ``"true: <name> | pred: <name>"`` per image.
+
+    Args:
+        true: true class ids, one per image.
+        pred: predicted class ids, one per image.
+        label_names: class names, indexed by class id.
+    """
+    if len(true) != len(pred):
+        raise ValueError(
+            f"got {len(true)} true and {len(pred)} predicted classes; pass one of each per image"
+        )
+    return [
+        f"true: {label_names[int(t)]} | pred: {label_names[int(p)]}" for t, p in zip(true, pred, strict=True)
+    ]
 
 
 def save_attention_grid(
@@ -134,7 +147,7 @@ def save_attention_grid(
         maps: ``maps[i]`` = the three maps of image i, or directly the ``capture_attention`` list
             (three tensors (B, H_s, W_s)); when both readings fit, the latter is used.
         path: output PNG; parent folders are created, the write is atomic.
-        titles: one line per row, e.g. ``"true: Merger / pred: Merger"``.
+        titles: one line per row, e.g. ``"true: Merger | pred: Merger"`` (:func:`prediction_titles`).
         title: optional line over the whole grid (e.g. ``"epoch 7"``).
 
     Returns:
@@ -152,7 +165,7 @@ def save_attention_grid(
         for i, im in enumerate(imgs)
     ]
     canvas = compose(rows, tile, col_labels=ATTENTION_LABELS, row_titles=row_titles, title=title)
-    return _save_png(canvas, path)
+    return save_png(canvas, path)
 
 
 def save_map_grid(
@@ -185,7 +198,7 @@ def save_map_grid(
         rows.append([shown, *heat])
     row_titles = _check_titles(titles, len(imgs))
     canvas = compose(rows, tile, col_labels=list(labels), row_titles=row_titles, title=title)
-    return _save_png(canvas, path)
+    return save_png(canvas, path)
 
 
 def save_image_grid(
@@ -207,4 +220,4 @@ def save_image_grid(
     rows = [shown[i : i + ncols] for i in range(0, len(shown), ncols)]
     cell_titles = [caps[i : i + ncols] for i in range(0, len(caps), ncols)]
     canvas = compose(rows, tile, cell_titles=cell_titles if any(caps) else None)
-    return _save_png(canvas, path)
+    return save_png(canvas, path)
