@@ -2,6 +2,7 @@
 
 Runs ``timm_galaxy_attn.cli.main`` with the function that commits a batch's part wrapped so that the process
 SIGKILLs itself right after the N-th committed batch (what a crash or a killed job would leave behind).
+Under ``accelerate launch ... tests/kill_after.py N -- ...`` each process counts its own batches.
 """
 
 from __future__ import annotations

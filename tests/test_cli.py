@@ -41,16 +41,18 @@ def setup(tmp_path_factory):
 
 
 def _run(args: list[str], kill_after: int | None = None, launcher: list[str] | None = None):
-    """``galaxy-attn predict ARGS`` in a subprocess; ``kill_after``: SIGKILLed after that many batches."""
+    """``galaxy-attn predict ARGS`` in a subprocess (``launcher``: e.g. ``accelerate launch ...``);
+    ``kill_after``: each process SIGKILLs itself after committing that many batches."""
+    cmd = launcher or [sys.executable]
     if kill_after is None:
-        cmd = (launcher or [sys.executable]) + ["-m", "timm_galaxy_attn", "predict", *args]
+        cmd = [*cmd, "-m", "timm_galaxy_attn", "predict", *args]
     else:
-        cmd = [sys.executable, str(KILL_AFTER), str(kill_after), "--", "predict", *args]
+        cmd = [*cmd, str(KILL_AFTER), str(kill_after), "--", "predict", *args]
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     return subprocess.run(cmd, env=full_env, capture_output=True, text=True, timeout=240)
 
 
-def _assert_same_catalogue(a, b) -> None:
+def _assert_same_catalog(a, b) -> None:
     """Same rows in the same order: exact for ids, labels and errors; floats to 1e-6 (batching may differ)."""
     assert a.schema == b.schema and a.num_rows == b.num_rows
     for name in a.column_names:
@@ -91,7 +93,7 @@ def test_exit_codes(setup, tmp_path, capsys):
         main(["predict", *good, "--model", str(folder), "--out", str(tmp_path / "e.csv"), "--tta", "d8"])
 
 
-def test_sigkill_and_rerun_give_the_same_catalogue(setup, tmp_path, capsys):
+def test_sigkill_and_rerun_give_the_same_catalog(setup, tmp_path, capsys):
     root, folder, images = setup
     reference = tmp_path / "reference.parquet"
     assert (
@@ -108,4 +110,4 @@ def test_sigkill_and_rerun_give_the_same_catalogue(setup, tmp_path, capsys):
     assert main(["predict", *args[:-1], "--batch-size", "4"]) == 1  # other batch size: gaps still exact
     assert "4 predicted now, 6 already written" in capsys.readouterr().err
     assert not parts.exists()
-    _assert_same_catalogue(pq.read_table(out), pq.read_table(reference))
+    _assert_same_catalog(pq.read_table(out), pq.read_table(reference))

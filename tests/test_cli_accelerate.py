@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
-from test_cli import _assert_same_catalogue, _run
+from test_cli import _assert_same_catalog, _run
 from test_cli import setup as setup  # noqa: F401  (a fixture)
 
 from timm_galaxy_attn.cli import main
@@ -42,4 +42,4 @@ def test_two_processes_give_the_same_rows_as_one(setup, tmp_path):  # noqa: F811
     )
     assert result.returncode != 0  # one broken image: non-zero exit, as with one process
     assert "10 rows" in result.stderr and "1 failed" in result.stderr, result.stderr[-3000:]
-    _assert_same_catalogue(pq.read_table(one), pq.read_table(two))
+    _assert_same_catalog(pq.read_table(one), pq.read_table(two))

@@ -18,7 +18,7 @@ from PIL import Image
 
 import timm_galaxy_attn  # noqa: F401  (registers the models)
 from timm_galaxy_attn.catalog import ModelLoadError, collect_inputs, load_model, predict
-from timm_galaxy_attn.data import create_transform
+from timm_galaxy_attn.data import eval_transform
 from timm_galaxy_attn.hf import save_pretrained_folder
 from timm_galaxy_attn.labels import DATASET_CLASSES, GALAXY10_DECALS_CLASSES, GZ1_SDSS_CLASSES
 
@@ -157,16 +157,16 @@ def test_mixed_inputs_give_one_row_each(decals_model, mixed):
     model = load_model(decals_model).model
     data_config = timm.data.resolve_model_data_config(model)
     with torch.no_grad():
-        direct = model(create_transform(data_config)(Image.open(root / "a.png"))[None]).softmax(1)[0]
+        direct = model(eval_transform(data_config)(Image.open(root / "a.png"))[None]).softmax(1)[0]
     np.testing.assert_allclose(probs[0], direct.numpy(), atol=1e-5)
     np.testing.assert_allclose(probs[5], probs[0], atol=1e-6)
     # A (g, r, z) cube and the same bands as three files are the same galaxy: z -> red, g -> blue, north up
     np.testing.assert_allclose(probs[8], probs[9], atol=1e-6)
     rgb = make_lupton_rgb(grz[2], grz[1], grz[0], minimum=0, stretch=0.5, Q=8)[::-1]
     with torch.no_grad():
-        direct = model(
-            create_transform(data_config)(Image.fromarray(np.ascontiguousarray(rgb)))[None]
-        ).softmax(1)
+        direct = model(eval_transform(data_config)(Image.fromarray(np.ascontiguousarray(rgb)))[None]).softmax(
+            1
+        )
     np.testing.assert_allclose(probs[8], direct[0].numpy(), atol=1e-5)
     # metadata: model, weights SHA-256 of the safetensors file, TTA
     meta = table.schema.metadata
@@ -196,11 +196,14 @@ def test_cpu_pipelines_give_the_rows_and_maps_of_one(decals_model, mixed, tmp_pa
         ok = df.index[df["error"].isna()].tolist()
         runs[plan] = df, read_maps(maps_path(out), ok)[1]
     (one, one_maps), (three, three_maps) = runs.values()
-    assert one.equals(three) and len(one_maps) == len(three_maps) > 3
+    # The same rows in the same order; values to float32 rounding (a 2-thread and a 1-thread conv may sum in
+    # another order on some CPUs), far tighter than any difference between two galaxies.
+    pd.testing.assert_frame_equal(one, three, check_exact=False, rtol=1e-5, atol=1e-6)
+    assert len(one_maps) == len(three_maps) > 3
     assert not np.array_equal(one_maps[0][0], one_maps[1][0])  # rows' maps differ...
     for a, b in zip(one_maps, three_maps, strict=True):  # ...and each row has its own, not another batch's
         for m, n in zip(a, b, strict=True):
-            np.testing.assert_array_equal(m, n)
+            np.testing.assert_allclose(m, n, rtol=1e-5, atol=1e-6)
     assert torch.get_num_threads() == threads  # the intra-op thread count is restored
 
 

@@ -1,8 +1,10 @@
 """The ``galaxy-attn`` command line.
 
 ``galaxy-attn predict INPUT... --model NAME_OR_DIR --out catalog.parquet``:
-A thin layer over :mod:`timm_galaxy_attn.catalog`. Several processes: ``accelerate launch -m
-timm_galaxy_attn predict ...`` (each process takes a share of the inputs; the main one merges).
+A thin layer over :mod:`timm_galaxy_attn.catalog` that builds its
+:class:`~timm_galaxy_attn.catalog.PredictOptions` (whose fields give the defaults). Several processes:
+``accelerate launch -m timm_galaxy_attn predict ...`` (each process takes a block of the inputs; the main one
+merges); independent jobs: ``--shard K/N`` (the K-th of N blocks, one catalogue each).
 Exit status: 0 all rows predicted, 1 some inputs failed (their rows carry an ``error``), 2 usage error
 (missing input, unusable model, existing output of another run).
 
@@ -11,7 +13,7 @@ input, :mod:`timm_galaxy_attn.catalog.embed`); same exit status. ``galaxy-attn s
 10`` (or ``--query-row N``): the nearest rows by cosine distance (:mod:`timm_galaxy_attn.catalog.similar`).
 Exit status: 0 found, 2 error.
 
-``galaxy-attn render CATALOGUE --rows 0,5,10-20 --out DIR``: heatmap PNGs of chosen rows from the maps
+``galaxy-attn render CATALOG --rows 0,5,10-20 --out DIR``: heatmap PNGs of chosen rows from the maps
 stored by ``predict --maps`` (:mod:`timm_galaxy_attn.catalog.render`). Exit status: 0 written, 2 error.
 
 ``galaxy-attn export MODEL --format onnx|torchscript|exported-program --out FILE``: a thin layer over
@@ -21,12 +23,19 @@ stored by ``predict --maps`` (:mod:`timm_galaxy_attn.catalog.render`). Exit stat
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Sequence
 
+from .catalog.inputs import BANDS_BY_WAVELENGTH
+from .catalog.options import FitsOptions, PredictOptions, parse_shard
+from .device import PRECISIONS
 from .pretrained import DEFAULT_TAG
+from .tta import TTA_MODES
 
 __all__ = ["build_parser", "main"]
+
+_DEFAULTS, _FITS = PredictOptions(), FitsOptions()
 
 
 def _planes(text: str) -> tuple[int, int, int]:
@@ -54,9 +63,18 @@ def _swaps(text: str) -> dict[int, int]:
 
 def _bands(text: str) -> str:
     bands = text.lower()
-    if len(bands) != 3 or len(set(bands)) != 3 or any(b not in "ugrizy" for b in bands):
-        raise argparse.ArgumentTypeError(f"{text!r}: give three distinct bands of ugrizy, e.g. grz")
+    if len(bands) != 3 or len(set(bands)) != 3 or any(b not in BANDS_BY_WAVELENGTH for b in bands):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give three distinct bands of {BANDS_BY_WAVELENGTH}, e.g. grz"
+        )
     return bands
+
+
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        return parse_shard(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_run_options(p: argparse.ArgumentParser, embed: bool) -> None:
-    """The options of a catalogue run (predict, embed)."""
+    """The options of a catalogue run (predict, embed): each ``dest`` is a field of PredictOptions."""
+    p.set_defaults(embeddings=embed)
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders, .h5 files, FITS files")
     p.add_argument(
         "--model",
@@ -100,25 +119,25 @@ def _add_run_options(p: argparse.ArgumentParser, embed: bool) -> None:
         p.add_argument("--out", required=True, help="catalogue file, .parquet or .csv (CSV: a .json sidecar)")
         tta_help = "d4: mean over 8 rotations/flips"
     _add_map_options(p)
-    p.add_argument("--tta", choices=("none", "d4"), default="none", help=tta_help)
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--tta", choices=TTA_MODES, default=_DEFAULTS.tta, help=tta_help)
+    p.add_argument("--batch-size", type=int, default=_DEFAULTS.batch_size, help="default %(default)s")
     p.add_argument("--image-size", type=int, help="model input size (default: the model's pretrained_cfg)")
     p.add_argument(
         "--precision",
-        choices=("auto", "fp32", "bf16", "fp16"),
-        default="auto",
+        choices=PRECISIONS,
+        default=_DEFAULTS.precision,
         help="auto (default): bf16 autocast where the device runs bf16 natively, else fp32 (fp16 on GPUs)",
     )
     p.add_argument(
         "--channels-last",
         action=argparse.BooleanOptionalAction,
-        default=None,
+        default=_DEFAULTS.channels_last,
         help="channels_last memory format (default: where it helps)",
     )
     p.add_argument(
         "--num-workers",
         type=int,
-        default=0,
+        default=_DEFAULTS.num_workers,
         help="decoding processes (0: on the CPU each inference thread decodes its own batches; on a GPU, "
         "one decoding thread)",
     )
@@ -126,10 +145,22 @@ def _add_run_options(p: argparse.ArgumentParser, embed: bool) -> None:
         "--device", help="cpu, cuda, cuda:1 ... (default: cuda when available; accelerate's under launch)"
     )
     p.add_argument(
+        "--shard",
+        type=_shard,
+        metavar="K/N",
+        help="only the K-th (from 0) of N contiguous, near-equal blocks of the sorted input listing, for N "
+        "independent jobs (e.g. a SLURM array: --shard $SLURM_ARRAY_TASK_ID/N), one --out each; together "
+        "they hold every input once, with the whole run's index",
+    )
+    p.add_argument(
         "--allow-random-weights", action="store_true", help="run with random weights if none are found"
     )
     p.add_argument(
-        "--mirror-swap", type=_swaps, help="class ids that swap under a mirror for --tta d4, e.g. 1:2"
+        "--mirror-swap",
+        dest="mirror_label_swaps",
+        metavar="A:B,...",
+        type=_swaps,
+        help="class ids that swap under a mirror for --tta d4, e.g. 1:2",
     )
     p.add_argument(
         "--compile",
@@ -137,22 +168,39 @@ def _add_run_options(p: argparse.ArgumentParser, embed: bool) -> None:
         help="torch.compile the model (inductor; tens of seconds first; not with --maps/--heatmaps)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace an --out made by a different run")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     _add_fits_options(p)
 
 
 def _add_fits_options(p: argparse.ArgumentParser) -> None:
-    """How predict turns FITS cubes and band files into RGB."""
+    """How predict turns FITS into RGB: each ``dest`` is ``fits_`` + a FitsOptions field."""
     fits = p.add_argument_group("FITS")
     fits.add_argument(
-        "--fits-planes", type=_planes, default=(2, 1, 0), help="cube planes for R,G,B (default 2,1,0)"
+        "--fits-planes",
+        type=_planes,
+        default=_FITS.planes,
+        metavar="R,G,B",
+        help=f"cube planes for R,G,B (default {','.join(map(str, _FITS.planes))})",
     )
-    fits.add_argument("--fits-bands", type=_bands, help="three bands to use when a group has more, e.g. grz")
     fits.add_argument(
-        "--lupton-stretch", type=float, default=0.5, help="make_lupton_rgb stretch (default 0.5)"
+        "--fits-bands",
+        type=_bands,
+        metavar="BANDS",
+        help="three bands to use when a group has more, e.g. grz",
     )
-    fits.add_argument("--lupton-q", type=float, default=8.0, help="make_lupton_rgb Q (default 8)")
-    fits.add_argument("--lupton-minimum", type=float, default=0.0, help="make_lupton_rgb minimum (default 0)")
+    for flag, field in (
+        ("--lupton-stretch", "stretch"),
+        ("--lupton-q", "q"),
+        ("--lupton-minimum", "minimum"),
+    ):
+        fits.add_argument(
+            flag,
+            dest=f"fits_{field}",
+            metavar="X",
+            type=float,
+            default=getattr(_FITS, field),
+            help=f"make_lupton_rgb {'Q' if field == 'q' else field} (default %(default)s)",
+        )
 
 
 def _add_map_options(p: argparse.ArgumentParser) -> None:
@@ -166,7 +214,7 @@ def _add_map_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--jpeg-draft",
         action=argparse.BooleanOptionalAction,
-        default=False,
+        default=_DEFAULTS.jpeg_draft,
         help="decode JPEGs at 1/2, 1/4, 1/8 scale where the crop keeps its pixels: faster on large JPEGs, "
         "pixels no longer timm's exactly (default off)",
     )
@@ -180,7 +228,7 @@ def _add_similar_parser(sub) -> None:
         "by the catalogue's own model and preprocessing (or is one of its rows); exact cosine search "
         "(scikit-learn NearestNeighbors).",
     )
-    p.add_argument("catalogue", metavar="EMB", help="a .parquet catalogue written by galaxy-attn embed")
+    p.add_argument("catalog", metavar="EMB", help="a .parquet catalogue written by galaxy-attn embed")
     query = p.add_mutually_exclusive_group(required=True)
     query.add_argument("--query", metavar="IMAGE", help="an image or FITS cutout (one galaxy)")
     query.add_argument("--query-row", type=int, metavar="N", help="a row of the catalogue (its index)")
@@ -210,7 +258,7 @@ def _similar(args: argparse.Namespace) -> int:
     try:
         _write_table(None, args.out)  # a bad --out is an error before the search
         df = similar(
-            args.catalogue,
+            args.catalog,
             query=args.query,
             query_row=args.query_row,
             k=args.k,
@@ -232,10 +280,10 @@ def _add_render_parser(sub) -> None:
         help="heatmap PNGs of chosen catalogue rows from the maps stored by predict --maps",
         description="Render attention heatmap PNGs for catalogue rows from CATALOGUE.maps.h5.",
     )
-    p.add_argument("catalogue", metavar="CATALOGUE", help="a catalogue written by galaxy-attn predict --maps")
+    p.add_argument("catalog", metavar="CATALOG", help="a catalogue written by galaxy-attn predict --maps")
     p.add_argument("--rows", required=True, help="catalogue rows (the index column): 0,5,10-20 or all")
     p.add_argument("--out", required=True, help="folder for the PNGs")
-    p.add_argument("--maps", help="the maps sidecar (default: CATALOGUE.maps.h5)")
+    p.add_argument("--maps", help="the maps sidecar (default: CATALOG.maps.h5)")
 
 
 def _render(args: argparse.Namespace) -> int:
@@ -243,7 +291,7 @@ def _render(args: argparse.Namespace) -> int:
     from .catalog.render import parse_rows, render
 
     try:
-        written = render(args.catalogue, parse_rows(args.rows), args.out, maps=args.maps)
+        written = render(args.catalog, parse_rows(args.rows), args.out, maps=args.maps)
     except (MapsError, FileNotFoundError, ValueError) as exc:
         print(f"galaxy-attn render: error: {exc}", file=sys.stderr)
         return 2
@@ -293,41 +341,18 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _predict(args: argparse.Namespace) -> int:
-    from .catalog import FitsOptions, ModelLoadError, PredictOptions, run_predict
+def _options(args: argparse.Namespace) -> PredictOptions:
+    """The PredictOptions of parsed ``predict``/``embed`` arguments (a ValueError names a bad value)."""
+    fits = FitsOptions(**{f.name: getattr(args, f"fits_{f.name}") for f in dataclasses.fields(FitsOptions)})
+    names = {f.name for f in dataclasses.fields(PredictOptions)} - {"fits"}
+    return PredictOptions(**{k: v for k, v in vars(args).items() if k in names}, fits=fits)
 
-    options = PredictOptions(
-        tta=args.tta,
-        image_size=args.image_size,
-        precision=args.precision,
-        channels_last=args.channels_last,
-        heatmaps=args.heatmaps,
-        maps=args.maps,
-        jpeg_draft=args.jpeg_draft,
-        compile=args.compile,
-        embeddings=args.command == "embed",
-        mirror_label_swaps=args.mirror_swap,
-        fits=FitsOptions(
-            planes=args.fits_planes,
-            stretch=args.lupton_stretch,
-            q=args.lupton_q,
-            minimum=args.lupton_minimum,
-            bands=args.fits_bands,
-        ),
-    )
+
+def _predict(args: argparse.Namespace) -> int:
+    from .catalog import ModelLoadError, run_predict
+
     try:
-        summary = run_predict(
-            args.inputs,
-            args.model,
-            args.out,
-            options=options,
-            batch_size=args.batch_size,
-            num_workers=args.num_workers,
-            device=args.device,
-            allow_random_weights=args.allow_random_weights,
-            overwrite=args.overwrite,
-            progress=not args.no_progress,
-        )
+        summary = run_predict(args.inputs, args.model, args.out, _options(args))
     except (ModelLoadError, FileNotFoundError, FileExistsError, ValueError) as exc:
         print(f"galaxy-attn {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -18,9 +18,12 @@ normalises each batch at once. With ``maps=True`` each batch's three attention m
 its rows and merged into ``<out>.maps.h5`` (:mod:`.maps`; ``galaxy-attn render`` draws them,
 :mod:`.render`).
 
-Under ``accelerate launch`` each process takes a contiguous share of the input indices, writes its
-own parts, and the main process merges after a barrier: the catalogue equals the one-process catalogue
-row for row.
+Processes come from accelerate's ``PartialState``: under ``accelerate launch`` each process takes a
+contiguous block of the rows, commits its own parts, and the main process merges after a barrier: the
+catalogue equals the one-process catalogue row for row. ``shard="K/N"`` (``--shard K/N``) runs the K-th of
+N contiguous blocks of the listed inputs as an independent job (a SLURM array task); ``index`` stays the
+position in the whole listing, so the N catalogues read together are the whole one (:mod:`.run`).
+The options of a run, and their defaults, are the fields of :class:`PredictOptions`.
 
 Input rules:
 
@@ -71,11 +74,11 @@ from .maps import MapsError, maps_path, read_maps
 from .model import LoadedModel, ModelLoadError, load_model
 from .options import PredictOptions, PredictSummary
 from .run import run_predict
-from .similar import EmbeddingCatalogue, SimilarError, read_embeddings, similar
+from .similar import EmbeddingCatalog, SimilarError, read_embeddings, similar
 
 __all__ = [
     "IMAGE_SUFFIXES",
-    "EmbeddingCatalogue",
+    "EmbeddingCatalog",
     "FitsOptions",
     "InputError",
     "InputList",

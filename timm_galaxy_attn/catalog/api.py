@@ -1,4 +1,4 @@
-"""``predict()``: the notebook face of ``galaxy-attn predict``, returning the catalogue as a table."""
+"""``predict()``: the notebook face of ``galaxy-attn predict``, returning the catalog as a table."""
 
 from __future__ import annotations
 
@@ -6,28 +6,27 @@ import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch.nn as nn
 
-from .fits import FitsOptions
+from ..attention import check_choice
 from .model import LoadedModel
 from .options import PredictOptions
 from .run import run_predict
 
-__all__ = ["predict"]
+__all__ = ["OUTPUTS", "predict"]
+
+OUTPUTS = ("pandas", "arrow", "none")
 
 
-def _result(catalogue: Path, output: str):
-    """The catalogue file as ``output`` asks: a pyarrow Table ("arrow") or a DataFrame ("pandas")."""
+def _result(catalog: Path, output: str):
+    """The catalog file as ``output`` asks: a pyarrow Table ("arrow") or a DataFrame ("pandas")."""
     import pyarrow.csv as pcsv
     import pyarrow.parquet as pq
 
-    table = pcsv.read_csv(catalogue) if catalogue.suffix.lower() == ".csv" else pq.read_table(catalogue)
-    if output == "arrow":
-        return table
-    if output == "pandas":
-        return table.to_pandas()
-    raise ValueError(f"output={output!r} is not supported; choose 'pandas', 'arrow' or 'none'.")
+    table = pcsv.read_csv(catalog) if catalog.suffix.lower() == ".csv" else pq.read_table(catalog)
+    return table if output == "arrow" else table.to_pandas()
 
 
 def predict(
@@ -35,71 +34,41 @@ def predict(
     model: str | os.PathLike | nn.Module | LoadedModel,
     *,
     out: str | os.PathLike | None = None,
-    tta: str = "none",
-    heatmaps: str | os.PathLike | None = None,
-    maps: bool = False,
-    embeddings: bool = False,
-    jpeg_draft: bool = False,
-    compile: bool = False,
-    image_size: int | None = None,
-    batch_size: int = 32,
-    precision: str = "auto",
-    channels_last: bool | None = None,
-    num_workers: int = 0,
-    device: str | None = None,
-    allow_random_weights: bool = False,
-    mirror_label_swaps: dict[int, int] | None = None,
-    fits: FitsOptions | None = None,
-    overwrite: bool = False,
-    progress: bool = True,
     output: str = "pandas",
+    options: PredictOptions | None = None,
+    **overrides: Any,
 ):
-    """Classify galaxies in ``inputs`` (files and folders) and return the catalogue as a table.
+    """Classify the galaxies in ``inputs`` and return the catalog as a table (``galaxy-attn predict``).
 
-    The notebook face of ``galaxy-attn predict``: ``out`` (.parquet/.csv) keeps the catalogue on disk
-    (and makes the run resumable); without it the catalogue is built in a temporary folder. ``output`` is
-    ``"pandas"`` (DataFrame), ``"arrow"`` (pyarrow.Table, with the run's metadata in its schema) or
-    ``"none"`` (return the :class:`.options.PredictSummary`). Rows whose input was broken carry an ``error``.
-    ``maps=True`` stores the attention maps in ``<out>.maps.h5`` (give ``out`` to keep them);
-    ``embeddings=True`` adds the column ``embedding``, the classifier's input (:mod:`.embed`; parquet only);
-    JPEGs are decoded at full size (the timm transform's pixels exactly); ``jpeg_draft=True`` decodes large
-    ones at 1/2-1/8 scale where the crop keeps the pixels the model reads (faster; probabilities move a bit).
-    ``compile=True`` runs the model through ``torch.compile`` (not with maps or heatmaps).
+    Rows whose input was broken carry an ``error``. The options are those of
+    :class:`~timm_galaxy_attn.catalog.PredictOptions`, given as keywords (``tta="d4"``, ``batch_size=64``,
+    ``maps=True``, ``embeddings=True``, ``shard="0/4"`` ...) or as ``options``.
+
+    Args:
+        inputs: an image file, folder, astroNN HDF5 or FITS file, or a sequence of them.
+        model: a timm name with tag, a model folder, ``hf-hub:ORG/NAME``, a module or a loaded model.
+        out: the catalog file (.parquet/.csv), which keeps it on disk and makes the run resumable (and
+            keeps the ``maps`` sidecar); default: a temporary folder.
+        output: ``"pandas"`` (a DataFrame), ``"arrow"`` (a pyarrow.Table, with the run's metadata in its
+            schema) or ``"none"`` (the :class:`~timm_galaxy_attn.catalog.PredictSummary`).
+        options: the run's options (default: their defaults).
+        **overrides: fields of :class:`~timm_galaxy_attn.catalog.PredictOptions` replacing those of
+            ``options``.
+
+    Returns:
+        The catalog as ``output`` asks; None on the processes other than the main one of a launch.
 
     Example::
 
         from timm_galaxy_attn import predict
         df = predict("cutouts/", model="galaxy_attn_vgg_tiny_s4.gz1_sdss", tta="d4")
     """
+    check_choice("output", output, OUTPUTS)
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
-    options = PredictOptions(
-        tta=tta,
-        image_size=image_size,
-        precision=precision,
-        channels_last=channels_last,
-        heatmaps=str(heatmaps) if heatmaps is not None else None,
-        maps=maps,
-        embeddings=embeddings,
-        jpeg_draft=jpeg_draft,
-        compile=compile,
-        mirror_label_swaps=mirror_label_swaps,
-        fits=fits or FitsOptions(),
-    )
     with tempfile.TemporaryDirectory(prefix="galaxy-attn-") as tmp:
         target = Path(out) if out is not None else Path(tmp) / "catalog.parquet"
-        summary = run_predict(
-            list(inputs),
-            model,
-            target,
-            options=options,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            device=device,
-            allow_random_weights=allow_random_weights,
-            overwrite=overwrite,
-            progress=progress,
-        )
+        summary = run_predict(list(inputs), model, target, options, **overrides)
         if output == "none":
             return summary
         if not summary.is_main_process:

@@ -1,21 +1,22 @@
 """The attention-map sidecar of a catalogue (``galaxy-attn predict --maps``): ``<out>.maps.h5``.
 
-Row ``i`` of every dataset belongs to catalogue row ``i`` (``index``); rows whose input failed have
+Row ``i`` of every dataset belongs to row ``i`` of the catalog (whose ``index`` is in ``index``: the same
+``i`` unless the catalog is a ``--shard``); rows whose input failed have
 ``valid`` false and zero maps. Datasets: ``index`` (N,) int64, ``valid`` (N,) bool, and for each of the
 three attention maps (shallow to deep) ``attn1`` .. ``attn3`` (N, H_k, W_k) uint8 with ``attn1_range``
 .. ``attn3_range`` (N, 2) float32, the map's (min, max): the map is ``min + q / 255 * (max - min)``
 (uint8 steps of 1/255 of the map's own range). Attributes: ``model``, ``weights_sha256``,
-``run_fingerprint`` (the catalogue's), ``catalogue`` (its file name).
+``run_fingerprint`` (the catalog's), ``catalogue`` (its file name).
 
-Like the rows, each batch's maps are committed to ``<out>.parts/`` (an ``.npz`` per batch, written to a
-temporary name and renamed, before the batch's parquet part), so a resumed run redoes exactly the batches
-whose rows are missing; the parts are merged, in order, into the sidecar through a temporary file.
+Like the rows, each batch's maps are committed to ``<out>.parts/`` (an ``.npz`` per batch, named by
+:func:`.parts.part_path`, written to a temporary name and renamed, before the batch's parquet part), so a
+resumed run redoes exactly the batches whose rows are missing; the parts are merged, in order, into the
+sidecar through a temporary file.
 """
 
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,12 +24,12 @@ from typing import Any
 import numpy as np
 
 from .._io import atomic_write
+from .parts import list_parts
 
 __all__ = ["MAPS_SUFFIX", "MapsError", "maps_path", "merge_maps", "read_maps", "write_maps_part"]
 
 MAPS_SUFFIX = ".maps.h5"
 NUM_MAPS = 3
-_PART = re.compile(r"^maps-(\d{12})-(\d{12})\.npz$")
 
 
 class MapsError(ValueError):
@@ -39,11 +40,6 @@ def maps_path(out: str | os.PathLike) -> Path:
     """The sidecar of catalogue ``out``: ``<out>.maps.h5``."""
     out = Path(out)
     return out.with_name(out.name + MAPS_SUFFIX)
-
-
-def part_path(parts_dir: Path, start: int, end: int) -> Path:
-    """The maps part of batch ``start .. end`` in ``parts_dir``."""
-    return parts_dir / f"maps-{start:012d}-{end:012d}.npz"
 
 
 def quantise(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -80,17 +76,6 @@ def write_maps_part(path: Path, indices: Sequence[int], valid: np.ndarray, maps:
     atomic_write(path, write)
 
 
-def maps_parts(parts_dir: Path) -> dict[tuple[int, int], Path]:
-    """The committed maps parts, by (start, end)."""
-    found = {}
-    if parts_dir.is_dir():
-        for p in parts_dir.iterdir():
-            m = _PART.match(p.name)
-            if m:
-                found[(int(m[1]), int(m[2]))] = p
-    return found
-
-
 def _shapes(parts: list[Path]) -> list[tuple[int, int]]:
     """The (H, W) of each map, from the first part with a valid row ((0, 0) if no row is valid)."""
     for path in parts:
@@ -100,11 +85,12 @@ def _shapes(parts: list[Path]) -> list[tuple[int, int]]:
     return [(0, 0)] * NUM_MAPS
 
 
-def merge_maps(ranges: list[tuple[int, int]], parts_dir: Path, n: int, out: Path, attrs: dict) -> Path:
-    """Stream the maps parts of ``ranges`` (in order, covering 0..n) into the sidecar ``out``, atomically."""
+def merge_maps(ranges: list[tuple[int, int]], parts_dir: Path, out: Path, attrs: dict) -> Path:
+    """Stream the maps parts of ``ranges`` (the catalog's batches, contiguous and in order) into the
+    sidecar ``out``, atomically; the first range's rows become the sidecar's row 0."""
     import h5py
 
-    found = maps_parts(parts_dir)
+    found = {(start, end): path for start, end, path in list_parts(parts_dir, "maps")}
     missing = [r for r in ranges if r not in found]
     if missing:
         raise RuntimeError(
@@ -113,6 +99,8 @@ def merge_maps(ranges: list[tuple[int, int]], parts_dir: Path, n: int, out: Path
         )
     paths = [found[r] for r in ranges]
     shapes = _shapes(paths)
+    offset = ranges[0][0] if ranges else 0
+    n = ranges[-1][1] - offset if ranges else 0
 
     def write(tmp: Path) -> None:
         with h5py.File(tmp, "w") as f:
@@ -120,9 +108,11 @@ def merge_maps(ranges: list[tuple[int, int]], parts_dir: Path, n: int, out: Path
             f.create_dataset("index", (n,), dtype=np.int64)
             f.create_dataset("valid", (n,), dtype=bool)
             for k, (h, w) in enumerate(shapes, start=1):
-                f.create_dataset(f"attn{k}", (n, h, w), dtype=np.uint8, chunks=(min(max(n, 1), 256), h, w))
+                chunks = (min(n, 256), h, w) if n and h and w else None  # HDF5 chunks cannot be empty
+                f.create_dataset(f"attn{k}", (n, h, w), dtype=np.uint8, chunks=chunks)
                 f.create_dataset(f"attn{k}_range", (n, 2), dtype=np.float32)
             for (start, end), path in zip(ranges, paths, strict=True):
+                start, end = start - offset, end - offset
                 with np.load(path, allow_pickle=False) as z:
                     f["index"][start:end], f["valid"][start:end] = z["index"], z["valid"]
                     for k, (h, w) in enumerate(shapes, start=1):

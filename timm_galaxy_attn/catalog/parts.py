@@ -1,9 +1,11 @@
-"""Part files, resume and merge: how a catalogue survives a killed run.
+"""Part files, resume and merge: how a catalog survives a killed run.
 
 Every batch is committed atomically as ``<out>.parts/part-<start>-<end>.parquet`` (a temporary name, then
-a rename), beside ``run.json`` (the run's metadata and fingerprint). A rerun with the same ``out`` and
-fingerprint skips the rows already written; at the end the parts are merged, in input order, into ``out``
-(parquet, with the metadata in its schema, or CSV with a ``<out>.json`` sidecar) through a temporary file.
+a rename; with ``--maps`` also ``maps-<start>-<end>.npz``), beside ``run.json`` (the run's metadata and
+fingerprint). Each process of a launched run commits the parts of its own batches into the same folder. A
+rerun with the same ``out`` and fingerprint, with any batch size or process count, skips the rows already
+written; at the end the parts are merged, in input order, into ``out`` (parquet, with the metadata in its
+schema, or CSV with a ``<out>.json`` sidecar) through a temporary file.
 """
 
 from __future__ import annotations
@@ -11,18 +13,20 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .._io import TEMP_INFIX, atomic_write
-from .maps import maps_path
 
 __all__ = [
     "META_KEY",
+    "check_complete",
     "list_parts",
     "merge_parts",
+    "part_path",
     "parts_dir_of",
     "pending_ranges",
     "prepare_parts_dir",
@@ -32,25 +36,33 @@ __all__ = [
 ]
 
 META_KEY = b"galaxy_attn"
-_PART = re.compile(r"^part-(\d{12})-(\d{12})\.parquet$")
+_KINDS = {"rows": ("part", ".parquet"), "maps": ("maps", ".npz")}  # kind -> (file prefix, suffix)
 
 
 def parts_dir_of(out: Path) -> Path:
-    """The folder of the parts of catalogue ``out``: ``<out>.parts``."""
+    """The folder of the parts of catalog ``out``: ``<out>.parts``."""
     return out.with_name(out.name + ".parts")
 
 
 def sidecar(out: Path) -> Path:
-    """The metadata file of a CSV catalogue: ``<out>.json``."""
+    """The metadata file of a CSV catalog: ``<out>.json``."""
     return out.with_name(out.name + ".json")
 
 
-def list_parts(parts_dir: Path) -> list[tuple[int, int, Path]]:
-    """The committed row parts as (start, end, path), in index order."""
+def part_path(parts_dir: Path, start: int, end: int, kind: str = "rows") -> Path:
+    """The part of kind ``kind`` ("rows" or "maps") of the batch ``start .. end`` in ``parts_dir``."""
+    prefix, suffix = _KINDS[kind]
+    return parts_dir / f"{prefix}-{start:012d}-{end:012d}{suffix}"
+
+
+def list_parts(parts_dir: Path, kind: str = "rows") -> list[tuple[int, int, Path]]:
+    """The committed parts of kind ``kind`` ("rows" or "maps") as (start, end, path), in index order."""
+    prefix, suffix = _KINDS[kind]
+    pattern = re.compile(rf"^{prefix}-(\d{{12}})-(\d{{12}}){re.escape(suffix)}$")
     found = []
     if parts_dir.is_dir():
         for p in parts_dir.iterdir():
-            m = _PART.match(p.name)
+            m = pattern.match(p.name)
             if m:
                 found.append((int(m[1]), int(m[2]), p))
     return sorted(found)
@@ -60,23 +72,17 @@ def write_part(parts_dir: Path, start: int, end: int, table) -> Path:
     """Commit the rows ``start .. end`` (a pyarrow table) as one part file, atomically."""
     import pyarrow.parquet as pq
 
-    part = parts_dir / f"part-{start:012d}-{end:012d}.parquet"
-    return atomic_write(part, lambda tmp: pq.write_table(table, tmp))
+    return atomic_write(part_path(parts_dir, start, end), lambda tmp: pq.write_table(table, tmp))
 
 
 def pending_ranges(lo: int, hi: int, done: np.ndarray, batch_size: int) -> list[tuple[int, int]]:
-    """The batches (ranges of at most ``batch_size``) covering the rows of ``lo .. hi`` not ``done``."""
+    """The batches (ranges of at most ``batch_size``) covering the rows of ``lo .. hi`` not ``done``
+    (``done``: one flag per row of ``lo .. hi``); each run of missing rows starts a new batch."""
+    todo = np.concatenate([[False], ~np.asarray(done, dtype=bool), [False]])
+    edges = np.flatnonzero(np.diff(todo.astype(np.int8)))  # starts and ends of the runs of missing rows
     ranges = []
-    i = lo
-    while i < hi:
-        if done[i]:
-            i += 1
-            continue
-        j = i
-        while j < hi and not done[j] and j - i < batch_size:
-            j += 1
-        ranges.append((i, j))
-        i = j
+    for a, b in zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True):
+        ranges.extend((lo + s, lo + min(s + batch_size, b)) for s in range(a, b, batch_size))
     return ranges
 
 
@@ -94,13 +100,14 @@ def read_meta(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def prepare_parts_dir(out: Path, meta: dict[str, Any], overwrite: bool) -> Path:
-    """Make (or, with ``overwrite``, remake) the parts folder of ``out`` for the run of ``meta``: a folder
-    of another run is an error; temporary files a killed run left behind are deleted."""
+def prepare_parts_dir(out: Path, meta: dict[str, Any], overwrite: bool, outputs: Sequence[Path] = ()) -> Path:
+    """Make (or, with ``overwrite``, remake, deleting ``out``, its sidecar and ``outputs``) the parts folder
+    of ``out`` for the run of ``meta``: a folder of another run is an error; temporary files a killed run
+    left behind are deleted."""
     parts_dir = parts_dir_of(out)
     if overwrite:
         shutil.rmtree(parts_dir, ignore_errors=True)
-        for p in (out, sidecar(out), maps_path(out)):
+        for p in (out, sidecar(out), *outputs):
             if p.exists():
                 p.unlink()
     parts_dir.mkdir(parents=True, exist_ok=True)
@@ -117,24 +124,25 @@ def prepare_parts_dir(out: Path, meta: dict[str, Any], overwrite: bool) -> Path:
     return parts_dir
 
 
-def _check_complete(parts: list[tuple[int, int, Path]], n: int) -> None:
-    expected = 0
+def check_complete(parts: list[tuple[int, int, Path]], rows: tuple[int, int], what: str = "Rows") -> None:
+    """The parts tile ``rows`` (lo, hi) exactly, else a RuntimeError saying to rerun."""
+    expected, hi = rows
     for start, end, path in parts:
         if start != expected:
             raise RuntimeError(
-                f"Rows {expected}..{start - 1} are missing from {path.parent} (a process stopped early?). "
+                f"{what} {expected}..{start - 1} are missing from {path.parent} (a process stopped early?). "
                 "Rerun the same command to finish them."
             )
         expected = end
-    if expected != n:
-        raise RuntimeError(f"Rows {expected}..{n - 1} are missing from the parts; rerun the same command.")
+    if expected != hi:
+        raise RuntimeError(f"{what} {expected}..{hi - 1} are missing from the parts; rerun the same command.")
 
 
-def merge_parts(parts: list[tuple[int, int, Path]], n: int, out: Path, schema, meta: dict[str, Any]) -> None:
-    """Stream the parts, in index order, into ``out`` (temp file + rename); check every row is there."""
+def merge_parts(parts: list[tuple[int, int, Path]], out: Path, schema, meta: dict[str, Any]) -> None:
+    """Stream the parts (in index order, tiling the run's rows: :func:`check_complete`) into ``out``
+    (temp file + rename), with the run's metadata."""
     import pyarrow.parquet as pq
 
-    _check_complete(parts, n)
     meta_bytes = {
         META_KEY: json.dumps(meta).encode(),
         b"model": str(meta["model"]).encode(),

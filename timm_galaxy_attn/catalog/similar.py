@@ -22,7 +22,7 @@ import numpy as np
 from .model import LoadedModel, ModelLoadError, load_model
 from .parts import read_meta
 
-__all__ = ["EmbeddingCatalogue", "SimilarError", "read_embeddings", "similar"]
+__all__ = ["EmbeddingCatalog", "SimilarError", "read_embeddings", "similar"]
 
 _COLUMNS = ("index", "source", "row", "hdu", "pred_label")
 
@@ -32,7 +32,7 @@ class SimilarError(ValueError):
 
 
 @dataclasses.dataclass
-class EmbeddingCatalogue:
+class EmbeddingCatalog:
     """The rows of a catalogue that have an embedding: their identity columns and their vectors."""
 
     path: Path
@@ -42,16 +42,16 @@ class EmbeddingCatalogue:
     n_rows: int  # rows in the catalogue, with and without an embedding
 
 
-def read_embeddings(catalogue: str | os.PathLike) -> EmbeddingCatalogue:
+def read_embeddings(catalog: str | os.PathLike) -> EmbeddingCatalog:
     """The embeddings of a catalogue written by ``galaxy-attn embed`` (rows with an error are left out).
 
     Args:
-        catalogue: the ``.parquet`` catalogue.
+        catalog: the ``.parquet`` catalogue.
     """
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    path = Path(catalogue)
+    path = Path(catalog)
     if not path.is_file():
         raise SimilarError(f"Catalogue {path} does not exist.")
     meta = read_meta(path) if path.suffix.lower() == ".parquet" else None
@@ -67,10 +67,10 @@ def read_embeddings(catalogue: str | os.PathLike) -> EmbeddingCatalogue:
     values = kept.column("embedding").combine_chunks().flatten()
     vectors = np.asarray(values, dtype=np.float32).reshape(-1, dim)
     rows = kept.select(list(_COLUMNS)).to_pandas()
-    return EmbeddingCatalogue(path, meta, rows, vectors, table.num_rows)
+    return EmbeddingCatalog(path, meta, rows, vectors, table.num_rows)
 
 
-def _catalogue_model(cat: EmbeddingCatalogue, model: str | os.PathLike | None) -> LoadedModel:
+def _catalog_model(cat: EmbeddingCatalog, model: str | os.PathLike | None) -> LoadedModel:
     """The model that made ``cat`` (or ``model``, which must have the same weights)."""
     recorded, sha = cat.meta.get("model"), cat.meta.get("weights_sha256")
     if sha is None:
@@ -112,7 +112,7 @@ def _query_options(meta: dict[str, Any]):
 
 
 def _embed_query(
-    cat: EmbeddingCatalogue, query: str | os.PathLike, loaded: LoadedModel, device: str | None
+    cat: EmbeddingCatalog, query: str | os.PathLike, loaded: LoadedModel, device: str | None
 ) -> np.ndarray:
     """The embedding of the single input ``query``, made as the catalogue's were."""
     import pyarrow.parquet as pq
@@ -122,7 +122,7 @@ def _embed_query(
     with tempfile.TemporaryDirectory(prefix="galaxy-attn-query-") as tmp:
         out = Path(tmp) / "query.parquet"
         try:
-            run_predict([query], loaded, out, options=_query_options(cat.meta), device=device, progress=False)
+            run_predict([query], loaded, out, _query_options(cat.meta), device=device, progress=False)
         except (FileNotFoundError, ValueError) as exc:
             raise SimilarError(f"Query {query}: {exc}") from exc
         table, meta = pq.read_table(out), read_meta(out) or {}
@@ -139,7 +139,7 @@ def _embed_query(
     return np.asarray(table.column("embedding")[0].as_py(), dtype=np.float32)
 
 
-def _row_vector(cat: EmbeddingCatalogue, query_row: int) -> np.ndarray:
+def _row_vector(cat: EmbeddingCatalog, query_row: int) -> np.ndarray:
     """The embedding of catalogue row ``query_row`` (its ``index``)."""
     if not 0 <= query_row < cat.n_rows:
         raise SimilarError(f"--query-row {query_row}: {cat.path} has rows 0..{cat.n_rows - 1}.")
@@ -151,13 +151,13 @@ def _row_vector(cat: EmbeddingCatalogue, query_row: int) -> np.ndarray:
     return cat.vectors[hit[0]]
 
 
-def _check_k(cat: EmbeddingCatalogue, k: int) -> None:
+def _check_k(cat: EmbeddingCatalog, k: int) -> None:
     n = len(cat.vectors)
     if not 1 <= k <= n:
         raise SimilarError(f"-k {k}: choose 1 to {n} (the galaxies with an embedding in {cat.path}).")
 
 
-def nearest(cat: EmbeddingCatalogue, vector: np.ndarray, k: int):
+def nearest(cat: EmbeddingCatalog, vector: np.ndarray, k: int):
     """The ``k`` rows of ``cat`` nearest to ``vector`` by cosine distance, nearest first (a DataFrame:
     ``rank``, the identity columns, ``pred_label``, ``distance``).
 
@@ -181,7 +181,7 @@ def nearest(cat: EmbeddingCatalogue, vector: np.ndarray, k: int):
 
 
 def similar(
-    catalogue: str | os.PathLike,
+    catalog: str | os.PathLike,
     *,
     query: str | os.PathLike | None = None,
     query_row: int | None = None,
@@ -192,7 +192,7 @@ def similar(
     """The ``k`` galaxies of an embedding catalogue nearest to a query (cosine distance; module doc).
 
     Args:
-        catalogue: a ``.parquet`` catalogue written by ``galaxy-attn embed``.
+        catalog: a ``.parquet`` catalogue written by ``galaxy-attn embed``.
         query: an input (image, FITS cutout...) embedded with the catalogue's model and preprocessing.
         query_row: or a row of the catalogue (its ``index``); it comes first, at distance 0.
         k: how many neighbours.
@@ -202,10 +202,10 @@ def similar(
     """
     if (query is None) == (query_row is None):
         raise SimilarError("Give either a query input (--query IMAGE) or a catalogue row (--query-row N).")
-    cat = read_embeddings(catalogue)
+    cat = read_embeddings(catalog)
     _check_k(cat, k)
     if query_row is not None:
         vector = _row_vector(cat, int(query_row))
     else:
-        vector = _embed_query(cat, query, _catalogue_model(cat, model), device)
+        vector = _embed_query(cat, query, _catalog_model(cat, model), device)
     return nearest(cat, vector, k)

@@ -1,4 +1,4 @@
-"""The catalogue's Arrow table: its schema, and the rows of one predicted batch.
+"""The catalog's Arrow table: its schema, and the rows of one predicted batch.
 
 Columns: the input's identity (``index``, ``source``, ``row``, ``hdu``, ``file_label``, ``ra``, ``dec``),
 ``pred_id``, ``pred_label``, one ``prob_<class>`` per class, ``margin`` (top-1 minus top-2), ``entropy``
@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["batch_table", "catalogue_schema", "class_columns", "slug"]
+__all__ = ["batch_table", "catalog_schema", "class_columns", "slug"]
 
 _IDENTITY = ("index", "source", "row", "hdu", "file_label", "ra", "dec")
 
@@ -37,8 +37,8 @@ def class_columns(label_names: Sequence[str]) -> list[str]:
     return out
 
 
-def catalogue_schema(columns: list[str], tta: bool, heatmaps: bool, embedding_dim: int | None = None):
-    """The pyarrow schema of a catalogue with the class columns ``columns`` (``embedding_dim``: the size
+def catalog_schema(columns: list[str], tta: bool, heatmaps: bool, embedding_dim: int | None = None):
+    """The pyarrow schema of a catalog with the class columns ``columns`` (``embedding_dim``: the size
     of the ``embedding`` column, None for none)."""
     import pyarrow as pa
 
@@ -100,7 +100,7 @@ def batch_table(
     columns: list[str],
     schema,
 ):
-    """The catalogue rows of one batch: ``rows`` (per-input facts) with the predictions of ``result``
+    """The catalog rows of one batch: ``rows`` (per-input facts) with the predictions of ``result``
     (``probs``, with TTA ``std`` and ``agreement``, with embeddings ``embedding``, of the rows without an
     error)."""
     import pyarrow as pa
