@@ -115,9 +115,10 @@ def check_same_network(args: argparse.Namespace) -> dict[str, Any]:
     Returns the pretrained weights' data config: the scratch runs get the same input."""
     import timm
 
-    from timm_galaxy_attn.training import finetune_data_config, load_pretrained
+    from timm_galaxy_attn.training import TrainConfig, finetune_data_config, load_pretrained
 
-    pretrained = load_pretrained({"model": args.model, "pretrained": True, "drop_rate": None})
+    cfg = TrainConfig(model=args.model, pretrained=True, image_size=None)  # the weights' own input
+    pretrained = load_pretrained(cfg)
     scratch = timm.create_model(args.scratch_model, pretrained=False, num_classes=pretrained.num_classes)
     shapes = [{k: tuple(v.shape) for k, v in m.state_dict().items()} for m in (pretrained, scratch)]
     if shapes[0] != shapes[1]:
@@ -125,7 +126,7 @@ def check_same_network(args: argparse.Namespace) -> dict[str, Any]:
             f"--scratch-model {args.scratch_model!r} is not the architecture of --model {args.model!r}; give "
             "the registered name of the pretrained network (e.g. galaxy_attn_vgg_tiny_s4)."
         )
-    return finetune_data_config(pretrained, {"image_size": None, "crop_pct": None})
+    return finetune_data_config(pretrained, cfg)
 
 
 def weights_sha256(model_name: str) -> str | None:

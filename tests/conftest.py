@@ -58,3 +58,12 @@ def shared_data() -> Path:
 def decals_examples(shared_data: Path) -> Path:
     """Ten real Galaxy10 DECaLS galaxies, one per class (PNG files + labels.csv)."""
     return shared_data / "galaxy10_decals_examples"
+
+
+@pytest.fixture(scope="module")
+def dataset_cache(tmp_path_factory: pytest.TempPathFactory):
+    """A fresh dataset cache (``GALAXY_ATTN_CACHE``) for the tests of one module; the old value after."""
+    cache = tmp_path_factory.mktemp("galaxy_cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GALAXY_ATTN_CACHE", str(cache))
+        yield cache

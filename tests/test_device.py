@@ -29,7 +29,7 @@ def test_auto_follows_this_cpu():
         choice = choose_precision("cpu")
     assert choice.precision == ("bf16" if native else "fp32") and choice.channels_last
     assert evidence in choice.reason and choice.line().startswith(f"precision {choice.precision}")
-    if device._cpu_info().get("avx512_bf16"):  # this machine (AMD EPYC, avx512_bf16): unchanged, bf16
+    if device._cpu_info().get("avx512_bf16"):  # a CPU with AVX512_BF16: bf16
         assert choice.precision == "bf16" and choice.dtype is torch.bfloat16
         assert choice.mixed_precision == "bf16"
 

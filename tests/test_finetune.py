@@ -4,7 +4,6 @@ sets with their own class names and a group column, the transformers route, and 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +22,7 @@ from timm_galaxy_attn.data import GalaxyDataError, load_galaxy_dataset
 from timm_galaxy_attn.data.splits import iau_name_to_radec
 from timm_galaxy_attn.hf import save_pretrained_folder
 from timm_galaxy_attn.training import (
+    TrainConfig,
     finetune_data_config,
     finetune_model,
     head_parameter_names,
@@ -36,16 +36,7 @@ SHIPPED_TAG = "galaxy_attn_vgg_tiny_s4.gz1_sdss"
 PRETRAINED_DATA = {"input_size": (3, 128, 128), "crop_pct": 0.75, "mean": (0.1, 0.2, 0.3), "std": (0.25,) * 3}
 NAMES = ["not ring", "ring"]
 
-
-@pytest.fixture(scope="module", autouse=True)
-def dataset_cache(tmp_path_factory: pytest.TempPathFactory):
-    old = os.environ.get("GALAXY_ATTN_CACHE")
-    os.environ["GALAXY_ATTN_CACHE"] = str(tmp_path_factory.mktemp("cache"))
-    yield
-    if old is None:
-        os.environ.pop("GALAXY_ATTN_CACHE")
-    else:
-        os.environ["GALAXY_ATTN_CACHE"] = old
+pytestmark = pytest.mark.usefixtures("dataset_cache")
 
 
 @pytest.fixture(scope="module")
@@ -102,10 +93,10 @@ def finetune_args(parquet: Path, folder: Path, out: Path, *extra: str) -> list[s
     ]  # fmt: skip
 
 
-def cfg_for(folder: Path, **kw) -> dict:
+def cfg_for(folder: Path, **kw) -> TrainConfig:
     base = {"model": f"local-dir:{folder}", "pretrained": True, "drop_rate": None, "freeze_backbone": False}
     base.update(backbone_lr_scale=1.0, image_size=None, crop_pct=None, optimizer="adamw", lr=1e-3)
-    return {**base, "weight_decay": 0.05, "momentum": 0.9, **kw}
+    return TrainConfig(**{**base, "weight_decay": 0.05, "momentum": 0.9, **kw})
 
 
 def test_iau_names_give_positions() -> None:
@@ -140,7 +131,7 @@ def test_parquet_with_own_classes_splits_grouped_and_deterministic(
 
 def test_fresh_head_and_backbone_equal_to_the_pretrained_weights(pretrained_dir: Path) -> None:
     reference = safetensors.torch.load_file(str(pretrained_dir / "model.safetensors"))
-    model = finetune_model(load_pretrained(cfg_for(pretrained_dir)), 2, cfg_for(pretrained_dir))
+    model, _ = finetune_model(load_pretrained(cfg_for(pretrained_dir)), 2, cfg_for(pretrained_dir))
     assert model.num_classes == 2 and model.get_classifier().out_features == 2
     state = model.state_dict()
     assert set(state) == set(reference)
@@ -155,25 +146,34 @@ def test_fresh_head_and_backbone_equal_to_the_pretrained_weights(pretrained_dir:
 
 def test_backbone_lr_group_is_scaled(pretrained_dir: Path) -> None:
     cfg = cfg_for(pretrained_dir, backbone_lr_scale=0.1)
-    model = finetune_model(load_pretrained(cfg), 2, cfg)
+    model, _ = finetune_model(load_pretrained(cfg), 2, cfg)
     optimizer = make_optimizer(model, cfg)
-    groups = {g["name"]: g for g in optimizer.param_groups}
+    # each part in a decay and a no-decay group (norms, biases and other 1-D parameters)
+    parts = {part: [g for g in optimizer.param_groups if g["part"] == part] for part in ("head", "backbone")}
+    groups = {
+        part: {"lr": gs[0]["lr"], "params": [p for g in gs for p in g["params"]]}
+        for part, gs in parts.items()
+    }
+    assert all(g["lr"] == groups[g["part"]]["lr"] for g in optimizer.param_groups)
     assert groups["head"]["lr"] == pytest.approx(1e-3) and groups["backbone"]["lr"] == pytest.approx(1e-4)
     named = dict(model.named_parameters())
     head = {id(named[n]) for n in head_parameter_names(model)}
     assert {id(p) for p in groups["head"]["params"]} == head
+    one_d = {id(p) for n, p in named.items() if p.ndim <= 1 or n.endswith(".bias")}
+    assert one_d == {id(p) for g in optimizer.param_groups if g["weight_decay"] == 0 for p in g["params"]}
+    assert {g["weight_decay"] for g in optimizer.param_groups} == {0.0, 0.05}
     assert {n.split(".")[0] for n in head_parameter_names(model)} == {"fc", "attn1", "attn2", "attn3"}
     all_ids = {id(p) for g in groups.values() for p in g["params"]}
     assert all_ids == {id(p) for p in model.parameters()}
     lr_lambda = make_lr_lambda(
-        {"epochs": 2, "sched": "cosine", "warmup_epochs": 1, "decay_epochs": 25, "decay_rate": 0.5}, 3
+        TrainConfig(epochs=2, sched="cosine", warmup_epochs=1, decay_epochs=25, decay_rate=0.5), 3
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda)
     for _ in range(4):
         optimizer.step()
         scheduler.step()
-        head_lr, backbone_lr = scheduler.get_last_lr()
-        assert backbone_lr == pytest.approx(0.1 * head_lr)
+        lrs = dict(zip((g["part"] for g in optimizer.param_groups), scheduler.get_last_lr(), strict=True))
+        assert lrs["backbone"] == pytest.approx(0.1 * lrs["head"])
 
 
 def test_frozen_backbone_run_changes_only_the_head(
@@ -230,15 +230,15 @@ def test_command_line_error_has_no_traceback(tmp_path: Path) -> None:
 
 def test_shipped_tag_loads_with_its_data_config() -> None:
     assert SHIPPED_TAG in timm.list_pretrained("galaxy_attn*")  # registered with weights, always
-    model = load_pretrained({"model": SHIPPED_TAG, "pretrained": True, "drop_rate": None})
+    model = load_pretrained(TrainConfig(model=SHIPPED_TAG, pretrained=True))
     # the weights come from the package data (timm_galaxy_attn/pretrained/<tag>/), the same files
     weights = timm_galaxy_attn.pretrained_path(SHIPPED_TAG) / "model.safetensors"
     assert model.pretrained_cfg["file"] == str(weights)
     reference = safetensors.torch.load_file(str(weights))
     assert all(torch.equal(v.float(), reference[k].float()) for k, v in model.state_dict().items())
-    config = finetune_data_config(model, {"image_size": None, "crop_pct": None})
+    config = finetune_data_config(model, TrainConfig())
     assert config["input_size"] == (3, 128, 128) and config["crop_pct"] == 0.5
-    assert finetune_model(model, 2, {}).get_classifier().out_features == 2
+    assert finetune_model(model, 2, TrainConfig())[0].get_classifier().out_features == 2
 
 
 class _Pixels(torch.utils.data.Dataset):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -15,46 +14,26 @@ import torch
 from PIL import Image
 from rescore import assert_scores_equal, fresh_logits, sklearn_scores
 from sklearn.metrics import f1_score
-from train_script import run_train, train
+from train_script import run_train, tiny_args, train
 
 import timm_galaxy_attn
 from timm_galaxy_attn.training import (
+    MIN_LR_RATE,
+    TrainConfig,
+    build_parser,
     class_weights,
     create_model,
     epoch_order,
     heatmap_indices,
-    lr_factor,
     make_lr_lambda,
     parse_args,
     resolve_config,
     resolve_data_config,
+    validate_config,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-TINY = [
-    "--dataset",
-    "synthetic",
-    "--synthetic-per-class",
-    "10",
-    "--max-train-samples",
-    "40",
-    "--image-size",
-    "32",
-    "--batch-size",
-    "20",
-]
-
-
-@pytest.fixture(scope="module")
-def dataset_cache(tmp_path_factory) -> Path:
-    cache = tmp_path_factory.mktemp("galaxy_cache")
-    old = os.environ.get("GALAXY_ATTN_CACHE")
-    os.environ["GALAXY_ATTN_CACHE"] = str(cache)
-    yield cache
-    if old is None:
-        os.environ.pop("GALAXY_ATTN_CACHE", None)
-    else:
-        os.environ["GALAXY_ATTN_CACHE"] = old
+TINY = tiny_args(40, 20)
 
 
 @pytest.fixture(scope="module")
@@ -184,12 +163,10 @@ def test_unknown_dataset_and_model_names(tmp_path: Path) -> None:
     with pytest.raises(train.TrainingError, match=r"Unknown model 'resnet181'.*Did you mean"):
         train.main([*TINY, "--model", "resnet181", "--output-dir", str(tmp_path / "b")])
     with pytest.raises(train.TrainingError, match="--stem-stride only apply to galaxy_attn_vgg"):
-        create_model(
+        validate_config(
             resolve_config(
-                parse_args([*TINY, "--model", "resnet18", "--stem-stride", "2", "--output-dir", "x"])[0]
-            ),
-            None,
-            10,
+                parse_args([*TINY, "--model", "resnet18", "--stem-stride", "2", "--output-dir", "x"])
+            )
         )
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
@@ -216,10 +193,9 @@ def test_bad_input_exits_with_a_message_from_the_command_line(tmp_path: Path) ->
 
 
 def test_paper_recipe_halves_the_lr_every_25_epochs() -> None:
-    args, _ = parse_args(["--dataset", "synthetic", "--recipe", "paper", "--output-dir", "x"])
-    cfg = resolve_config(args)
-    assert (cfg["optimizer"], cfg["lr"], cfg["momentum"], cfg["weight_decay"]) == ("sgd", 0.1, 0.9, 5e-4)
-    assert (cfg["batch_size"], cfg["image_size"], cfg["sched"]) == (128, 32, "step")
+    cfg = resolve_config(parse_args(["--dataset", "synthetic", "--recipe", "paper", "--output-dir", "x"]))
+    assert (cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay) == ("sgd", 0.1, 0.9, 5e-4)
+    assert (cfg.batch_size, cfg.image_size, cfg.sched) == (128, 32, "step")
     spe = 7
     factor = make_lr_lambda(cfg, steps_per_epoch=spe)
     assert factor(0) == 1.0
@@ -229,21 +205,22 @@ def test_paper_recipe_halves_the_lr_every_25_epochs() -> None:
 
 
 def test_default_recipe_warms_up_then_decays_by_cosine() -> None:
-    kw = dict(steps_per_epoch=10, epochs=10, sched="cosine", warmup_epochs=1, min_factor=0.01)
-    f = [lr_factor(s, **kw) for s in range(100)]
+    assert MIN_LR_RATE == 0.01
+    lr_factor = make_lr_lambda(TrainConfig(epochs=10, sched="cosine", warmup_epochs=1), steps_per_epoch=10)
+    f = [lr_factor(s) for s in range(100)]
     assert f[0] == pytest.approx(0.1) and f[9] == pytest.approx(1.0)
     assert all(a < b for a, b in zip(f[:9], f[1:10], strict=True))  # warmup rises
     assert all(a >= b for a, b in zip(f[10:-1], f[11:], strict=True))  # cosine falls
     assert f[-1] == pytest.approx(0.01, abs=1e-3)
-    assert lr_factor(55, **kw) == pytest.approx(0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * 0.5)))
+    assert lr_factor(55) == pytest.approx(0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * 0.5)))
 
 
 def test_explicit_arguments_override_the_recipe() -> None:
-    args, explicit = parse_args(
+    explicit = parse_args(
         ["--dataset", "synthetic", "--recipe", "paper", "--lr", "0.05", "--flip", "--output-dir", "x"]
     )
-    cfg = resolve_config(args)
-    assert cfg["lr"] == 0.05 and cfg["flip"] is True and cfg["momentum"] == 0.9
+    cfg = resolve_config(explicit)
+    assert cfg.lr == 0.05 and cfg.flip is True and cfg.momentum == 0.9
     assert explicit == {
         "dataset": "synthetic",
         "recipe": "paper",
@@ -251,17 +228,17 @@ def test_explicit_arguments_override_the_recipe() -> None:
         "flip": True,
         "output_dir": "x",
     }
-    default = resolve_config(parse_args(["--dataset", "synthetic", "--output-dir", "x"])[0])
+    default = resolve_config(parse_args(["--dataset", "synthetic", "--output-dir", "x"]))
     assert (
-        default["optimizer"] == "adamw"
-        and default["mixed_precision"] == "auto"  # resolved to bf16 on CPUs with native bf16
-        and default["rotate"] == "any"
+        default.optimizer == "adamw"
+        and default.mixed_precision == "auto"  # resolved to bf16 on CPUs with native bf16
+        and default.rotate == "any"
     )
 
 
 def test_a_variant_brings_its_input_size_and_takes_the_tags_it_has() -> None:
-    def cfg_for(*extra: str) -> dict:
-        return resolve_config(parse_args(["--dataset", "gz1_sdss", *extra, "--output-dir", "x"])[0])
+    def cfg_for(*extra: str) -> TrainConfig:
+        return resolve_config(parse_args(["--dataset", "gz1_sdss", *extra, "--output-dir", "x"]))
 
     s4 = cfg_for("--model", "galaxy_attn_vgg_small_s4")
     assert resolve_data_config("gz1_sdss", s4)["input_size"] == (3, 128, 128)  # not the 32 px default
@@ -279,12 +256,12 @@ def test_class_weights_and_balanced_order() -> None:
     labels = torch.tensor([0] * 90 + [1] * 10)
     w = class_weights(labels, 2, power=1.0)
     assert w[labels].mean() == pytest.approx(1.0) and w[1] / w[0] == pytest.approx(9.0)
-    cfg = {"seed": 3, "balance": "sampler", "balance_power": 1.0}
+    cfg = TrainConfig(seed=3, balance="sampler", balance_power=1.0)
     order = epoch_order(cfg, 0, labels, 2)
     assert torch.equal(order, epoch_order(cfg, 0, labels, 2))  # same (seed, epoch), same order
     assert not torch.equal(order, epoch_order(cfg, 1, labels, 2))
     assert 0.35 < (labels[order] == 1).float().mean() < 0.65  # the rare class drawn about half the time
-    perm = epoch_order({"seed": 3, "balance": "none"}, 0, labels, 2)
+    perm = epoch_order(TrainConfig(seed=3, balance="none"), 0, labels, 2)
     assert sorted(perm.tolist()) == list(range(100))
 
 
@@ -297,12 +274,10 @@ def test_heatmap_galaxies_cover_the_classes() -> None:
 def test_parser_options_are_the_config_fields() -> None:
     import dataclasses
 
-    from timm_galaxy_attn.training import TrainConfig, build_parser
-
     dests = {a.dest for a in build_parser()._actions if a.dest != "help"}
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     assert fields - dests == {"command", "timm_galaxy_attn_version"} and dests <= fields
-    cfg = resolve_config(parse_args(["--dataset", "synthetic", "--output-dir", "x"])[0])
+    cfg = resolve_config(parse_args(["--dataset", "synthetic", "--output-dir", "x"]))
     assert isinstance(cfg, TrainConfig) and cfg.lr == 2e-3 and cfg.compile is False
 
 
@@ -327,11 +302,12 @@ def test_torch_schedulers_give_the_closed_form_rates_of_every_group() -> None:
         ("constant", 1, 0.5),
     ):
         cfg = dict(epochs=6, sched=sched, warmup_epochs=warmup, decay_epochs=2, decay_rate=rate)
+        config = TrainConfig(**cfg)
         params = [torch.zeros(1, requires_grad=True), torch.zeros(1, requires_grad=True)]
         optimizer = torch.optim.AdamW(
             [{"params": params[:1], "lr": 1e-3}, {"params": params[1:], "lr": 1e-4}]
         )
-        scheduler = build_scheduler(optimizer, cfg, steps_per_epoch=4)
+        scheduler = build_scheduler(optimizer, config, steps_per_epoch=4)
         for step in range(6 * 4 + 1):
             expected = closed_form(step, 4, cfg)
             head, backbone = (g["lr"] for g in optimizer.param_groups)
@@ -354,3 +330,56 @@ def test_compile_flag_compiles_the_training_model(monkeypatch, tmp_path: Path, d
     assert run_train(argv) == 0
     assert len(compiled) == 1 and isinstance(compiled[0], timm_galaxy_attn.GalaxyAttnVGG)
     assert json.loads((out / "train_config.json").read_text())["compile"] is True
+
+
+def test_the_parser_holds_no_defaults_and_help_shows_the_config_s() -> None:
+    import argparse
+
+    parser = build_parser()
+    assert all(a.default is argparse.SUPPRESS for a in parser._actions if a.dest != "help")
+    help_text = " ".join(parser.format_help().split())
+    assert f"(default: {TrainConfig.eval_batch_size})" in help_text
+    assert "(--recipe paper: 0.1, default: 0.002)" in help_text  # --lr: each recipe's value
+
+
+def test_recipes_set_exactly_the_recipe_fields() -> None:
+    import dataclasses
+
+    from timm_galaxy_attn.training import RECIPES
+
+    recipe_fields = {f.name for f in dataclasses.fields(TrainConfig) if f.metadata.get("recipe")}
+    assert all(set(recipe) == recipe_fields for recipe in RECIPES.values())
+    assert resolve_config({}) == TrainConfig()  # the field defaults are the default recipe
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--batch-size", "0"], "--batch-size 0: must be at least 1"),
+        (["--lr", "-1"], "--lr -1.0: must be > 0"),
+        (["--checkpoint-every-steps", "-2"], "--checkpoint-every-steps -2: must be >= 0"),
+        (["--dataset-name", "galaxy11"], "--dataset-name 'galaxy11' is not one of"),
+    ],
+)
+def test_bad_values_are_refused_before_anything_is_written(extra, message, tmp_path: Path) -> None:
+    with pytest.raises(train.TrainingError, match=message):
+        train.main([*TINY, *extra, "--output-dir", str(tmp_path / "run")])
+    assert not (tmp_path / "run").exists()
+
+
+def test_timm_optimizer_keeps_norms_and_biases_out_of_weight_decay() -> None:
+    from timm_galaxy_attn.training import make_optimizer
+
+    model = create_model(TrainConfig(), None, 10)
+    for name, lr, momentum, wd in (("sgd", 0.1, 0.8, 5e-4), ("adamw", 2e-3, 0.9, 0.05)):
+        cfg = TrainConfig(optimizer=name, lr=lr, momentum=momentum, weight_decay=wd)
+        optimizer = make_optimizer(model, cfg)
+        kind = torch.optim.SGD if name == "sgd" else torch.optim.AdamW
+        assert type(optimizer) is kind and all(g["lr"] == lr for g in optimizer.param_groups)
+        if name == "sgd":  # classical momentum, as the paper's
+            assert all(g["momentum"] == momentum and not g["nesterov"] for g in optimizer.param_groups)
+        decay = {id(p) for g in optimizer.param_groups if g["weight_decay"] == wd for p in g["params"]}
+        no_decay = {id(p) for g in optimizer.param_groups if g["weight_decay"] == 0 for p in g["params"]}
+        named = dict(model.named_parameters())
+        assert no_decay == {id(p) for n, p in named.items() if p.ndim <= 1 or n.endswith(".bias")}
+        assert decay | no_decay == {id(p) for p in model.parameters()} and not decay & no_decay

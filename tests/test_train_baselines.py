@@ -10,29 +10,10 @@ import pytest
 import timm
 import torch
 from rescore import assert_scores_equal, fresh_logits, sklearn_scores
-from train_script import run_train
+from train_script import run_train, tiny_args
 
-TINY = [
-    "--dataset",
-    "synthetic",
-    "--synthetic-per-class",
-    "10",
-    "--max-train-samples",
-    "32",
-    "--image-size",
-    "32",
-    "--batch-size",
-    "16",
-    "--epochs",
-    "1",
-    "--mixed-precision",
-    "no",
-]
-
-
-@pytest.fixture(autouse=True)
-def dataset_cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("GALAXY_ATTN_CACHE", str(tmp_path_factory.getbasetemp() / "galaxy_cache"))
+TINY = tiny_args(32, 16, 10, "--epochs", "1", "--mixed-precision", "no")
+pytestmark = pytest.mark.usefixtures("dataset_cache")
 
 
 def check_run(out: Path, arch: str) -> dict:

@@ -15,42 +15,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from train_script import run_train
+from train_script import run_train, tiny_args
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # 11 validation / test images: not a multiple of 2 processes x eval batch 4, so padding must be dropped
-TINY = [
-    "--dataset",
-    "synthetic",
-    "--synthetic-per-class",
-    "11",
-    "--max-train-samples",
-    "32",
-    "--image-size",
-    "32",
-    "--batch-size",
-    "8",
-    "--epochs",
-    "1",
-    "--eval-batch-size",
-    "4",
-    "--num-heatmaps",
-    "2",
-    "--mixed-precision",
-    "no",
-]
+TINY = tiny_args(
+    32, 8, 11, "--epochs", "1", "--eval-batch-size", "4", "--num-heatmaps", "2", "--mixed-precision", "no"
+)
 
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("galaxy_cache")
-
-
-def test_two_processes_give_the_counts_of_one(tmp_path: Path, cache: Path, monkeypatch) -> None:
+def test_two_processes_give_the_counts_of_one(tmp_path: Path, dataset_cache: Path) -> None:
     accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent)) or "accelerate"
     env = dict(
         os.environ,
-        GALAXY_ATTN_CACHE=str(cache),
+        GALAXY_ATTN_CACHE=str(dataset_cache),
         OMP_NUM_THREADS="1",
         HF_HUB_OFFLINE="1",
         HF_DATASETS_OFFLINE="1",
@@ -85,7 +63,6 @@ def test_two_processes_give_the_counts_of_one(tmp_path: Path, cache: Path, monke
 
     from accelerate.state import AcceleratorState, GradientState
 
-    monkeypatch.setenv("GALAXY_ATTN_CACHE", str(cache))
     AcceleratorState._reset_state(reset_partial_state=True)
     GradientState._reset_state()
     one = tmp_path / "one"

@@ -3,46 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 import safetensors.torch
 import torch
-from train_script import run_train
+from train_script import run_train, tiny_args
+
+pytestmark = pytest.mark.usefixtures("dataset_cache")
 
 # fp32 so that "the same" means bit-identical; 48 training images in batches of 16: 3 steps per epoch
-TINY = [
-    "--dataset",
-    "synthetic",
-    "--synthetic-per-class",
-    "10",
-    "--max-train-samples",
-    "48",
-    "--image-size",
-    "32",
-    "--batch-size",
-    "16",
-    "--epochs",
-    "2",
-    "--mixed-precision",
-    "no",
-    "--num-heatmaps",
-    "2",
-    "--drop-rate",
-    "0.2",
-]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def dataset_cache(tmp_path_factory):
-    old = os.environ.get("GALAXY_ATTN_CACHE")
-    os.environ["GALAXY_ATTN_CACHE"] = str(tmp_path_factory.mktemp("galaxy_cache"))
-    yield
-    if old is None:
-        os.environ.pop("GALAXY_ATTN_CACHE", None)
-    else:
-        os.environ["GALAXY_ATTN_CACHE"] = old
+TINY = tiny_args(
+    48, 16, 10, "--epochs", "2", "--mixed-precision", "no", "--num-heatmaps", "2", "--drop-rate", "0.2"
+)
 
 
 def weights(run: Path) -> dict[str, torch.Tensor]:

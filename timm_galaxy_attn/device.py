@@ -1,20 +1,19 @@
-"""Precision and memory format by measurement: bf16 only where the device runs it natively.
+"""Precision and memory format per device: bf16 only where the device runs it natively.
 
 ``choose_precision(device, "auto")`` returns a :class:`PrecisionChoice` (``fp32``, ``bf16`` or ``fp16``
-autocast, channels_last on or off) with a one-line reason. The evidence:
+autocast, channels_last on or off) with a one-line reason. How native bf16 is decided:
 
 * CUDA: ``torch.cuda.is_bf16_supported(including_emulation=False)``; a GPU without it gets fp16 (training
   adds a gradient scaler: accelerate does).
-* x86 CPUs: the instruction sets torch's cpuinfo reports (AVX512_BF16 or AMX-BF16). oneDNN also runs bf16
-  on plain AVX-512 or AVX2 by converting to fp32, many times slower than fp32 itself, so that is no. So is a
-  CPU whose oneDNN is held below AVX512_CORE_BF16 by ``ONEDNN_MAX_CPU_ISA`` (e.g. ``AVX2``: a bf16 matmul
-  then runs at 1.2 GFLOP/s against 100 in fp32 on an AVX512_BF16 EPYC), which is also how to emulate an
-  AVX2-only CPU on a newer one.
+* x86 CPUs: the instruction sets torch's cpuinfo reports (AVX512_BF16 or AMX-BF16). Without them oneDNN
+  runs bf16 by converting to fp32, which is slower than fp32 itself, so that counts as not native. So does a
+  CPU whose oneDNN is held below AVX512_CORE_BF16 by ``ONEDNN_MAX_CPU_ISA`` (e.g. ``AVX2``), which is also
+  how to emulate an older CPU on a newer one.
 * Other CPUs (ARM...): a sub-second probe, a 256 x 256 matmul in bf16 against fp32.
 
-channels_last: on for CPUs (oneDNN's convolutions are NHWC; 1.4x for galaxy_attn_vgg_small in fp32 on a
-2-core EPYC, equal in bf16) and for GPUs in bf16/fp16 (tensor-core convolutions are NHWC); off otherwise.
-An explicit ``bf16`` on a device without native bf16 is honoured with a warning.
+channels_last: on for CPUs (oneDNN's convolutions are NHWC) and for GPUs in bf16/fp16 (tensor-core
+convolutions are NHWC); off otherwise. An explicit ``bf16`` on a device without native bf16 is honoured with
+a warning. :func:`accelerate_mixed_precision` turns a training run's ``--mixed-precision`` into accelerate's.
 """
 
 from __future__ import annotations
@@ -37,6 +36,7 @@ __all__ = [
     "accelerate_mixed_precision",
     "announce",
     "choose_precision",
+    "has_accelerator",
     "native_bf16",
 ]
 
@@ -139,7 +139,11 @@ def _cpu_bf16() -> tuple[bool, str]:
 
 
 def native_bf16(device: torch.device) -> tuple[bool, str]:
-    """Whether ``device`` runs bf16 natively, and the evidence in words."""
+    """Whether ``device`` runs bf16 natively, and the evidence in words.
+
+    Args:
+        device: A CUDA or CPU device (other types: not native).
+    """
     if device.type == "cuda":
         index = device.index if device.index is not None else torch.cuda.current_device()
         with torch.cuda.device(index):
@@ -171,11 +175,16 @@ def choose_precision(
     requested: str = "auto",
     channels_last: bool | None = None,
 ) -> PrecisionChoice:
-    """The precision and memory format for ``device`` (default: cuda when available, else cpu).
+    """The precision and memory format for ``device``.
 
-    ``requested``: ``auto`` (bf16 where native; else fp16 on GPUs, fp32 elsewhere) or an explicit
-    ``fp32``/``bf16``/``fp16``, honoured (with a warning where it will be slow). ``channels_last``: None
-    chooses (module doc).
+    Args:
+        device: The device (default: cuda when available, else cpu).
+        requested: ``auto`` (bf16 where native; else fp16 on GPUs, fp32 elsewhere) or an explicit
+            ``fp32``/``bf16``/``fp16``, honoured (with a warning where it will be slow).
+        channels_last: The memory format; None chooses it (module doc).
+
+    Raises:
+        ValueError: ``requested`` is not one of :data:`PRECISIONS`.
     """
     if requested not in PRECISIONS:
         raise ValueError(f"precision={requested!r} is not supported; choose one of {', '.join(PRECISIONS)}.")
@@ -207,9 +216,22 @@ def choose_precision(
     return PrecisionChoice(precision, bool(channels_last), why)
 
 
+def has_accelerator() -> bool:
+    """True when torch sees a GPU (CUDA/ROCm), XPU or MPS device."""
+    if hasattr(torch, "accelerator"):
+        return torch.accelerator.is_available()
+    return torch.cuda.is_available()
+
+
 def accelerate_mixed_precision(value: str, *, cpu: bool) -> str:
-    """accelerate's ``mixed_precision`` (no/bf16/fp16) for a training run's ``value`` (auto/no/bf16/fp16),
-    on the CPU or on the default accelerator; prints the choice once."""
+    """accelerate's ``mixed_precision`` (no/bf16/fp16) for a training run's ``--mixed-precision``.
+
+    Prints the choice and its reason once.
+
+    Args:
+        value: ``auto``, ``no``, ``bf16`` or ``fp16``.
+        cpu: Whether the run is on the CPU (else on the default accelerator).
+    """
     requested = "fp32" if value == "no" else value
     choice = choose_precision("cpu" if cpu else None, requested, channels_last=False)
     announce(choice, prefix="training ")
@@ -217,7 +239,13 @@ def accelerate_mixed_precision(value: str, *, cpu: bool) -> str:
 
 
 def announce(choice: PrecisionChoice, file: TextIO | None = None, prefix: str = "") -> None:
-    """Print ``choice.line()`` once per process (and only on the main process of a distributed run)."""
+    """Print ``choice.line()`` once per process (and only on the main process of a distributed run).
+
+    Args:
+        choice: The choice to print.
+        file: Where to (default: stderr).
+        prefix: Text before the line (e.g. ``"training "``).
+    """
     line = prefix + choice.line()
     if line in _announced or os.environ.get("RANK", "0") != "0":
         return

@@ -12,7 +12,8 @@ Many processes (CPU via gloo, several GPUs, several nodes)::
 
 What a run writes into ``--output-dir``:
 
-- ``train_config.json``: the resolved configuration (recipe values, overridden by explicit arguments);
+- ``train_config.json``: the resolved configuration (``TrainConfig``: recipe values, overridden by the
+  options typed), parsed and checked once before anything is written;
 - ``checkpoints/step_NNNNNNNN/``: ``Accelerator.save_state`` plus ``trainer_state.json`` (epoch, step,
   history), written into a temporary folder and renamed, so a kill while saving keeps the previous one;
   ``checkpoints/best.safetensors``: the weights of the best epoch on validation macro-F1;
@@ -35,7 +36,7 @@ them with a fresh classifier for the dataset's classes (``reset_classifier``), a
 size, crop, mean/std) is the weights' own pretrained_cfg. ``--freeze-backbone`` trains the head only: the
 classifier and the attention estimators (their vectors u choose where the network looks; a few hundred
 parameters), with every BatchNorm of the frozen backbone kept in eval mode; ``--backbone-lr-scale F`` gives
-the pretrained non-head parameters the learning rate ``lr * F`` (a second optimizer parameter group).
+the pretrained non-head parameters the learning rate ``lr * F`` (their own optimizer parameter groups).
 
 Determinism: the data order of epoch ``e`` is a permutation drawn from ``(seed, e)`` and the torch RNG is
 re-seeded from ``(seed, epoch, step, process)`` before each step, so a resumed run replays exactly what an
@@ -60,17 +61,14 @@ from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 
 import timm_galaxy_attn
+from timm_galaxy_attn.device import accelerate_mixed_precision, has_accelerator
 from timm_galaxy_attn.training import (
     Splits,
     TrainConfig,
     TrainingError,
     build_scheduler,
-    check_dataset,
-    check_finetune,
-    check_model_name,
     class_weights,
     create_model,
-    finetune_data_config,
     finetune_model,
     load_best,
     load_pretrained,
@@ -81,12 +79,11 @@ from timm_galaxy_attn.training import (
     save_best,
     save_checkpoint,
     step_batches,
+    validate_config,
 )
 from timm_galaxy_attn.training._json import dumps, write_json
 from timm_galaxy_attn.training.checkpoints import BEST_NAME, resume_state
-from timm_galaxy_attn.training.config import resolve_device
-from timm_galaxy_attn.training.data import make_augment, make_eval_loader
-from timm_galaxy_attn.training.finetune import finetune_summary
+from timm_galaxy_attn.training.data import make_eval_loader
 from timm_galaxy_attn.training.heatmaps import heatmap_indices, save_heatmaps
 from timm_galaxy_attn.training.loop import Trainer, predict, score, train_epoch
 from timm_galaxy_attn.training.models import has_attention
@@ -95,38 +92,33 @@ from timm_galaxy_attn.training.run_folder import (
     CONFIG_NAME,
     TB_NAMES,
     prepare_output_dir,
-    tensorboard_config,
     write_outputs,
 )
 
 
-def resolve_run(argv: Sequence[str] | None) -> tuple[TrainConfig, nn.Module | None, str | None] | None:
-    """The run's config, its pretrained model (--pretrained) and dataset tag; None if already complete.
+def resolve_run(argv: Sequence[str] | None) -> tuple[TrainConfig, nn.Module | None] | None:
+    """The run's config, parsed and checked once, and its pretrained model (--pretrained); None if the run
+    to resume is already complete.
 
-    A new run is checked before anything is created; a resumed one takes its saved config."""
-    args, explicit = parse_args(argv)
-    cfg = resolve_config(args)
-    if cfg.resume:  # the run's saved config (checked against the arguments typed)
-        cfg = prepare_output_dir(cfg, explicit)
-        if cfg is None:
-            return None
-    check_model_name(cfg.model)  # a new run fails here before anything is created
-    tag = check_dataset(cfg)
-    if not cfg.resume:
-        check_finetune(cfg)
+    A resumed run takes its saved config. Every check runs before anything is created."""
+    typed = parse_args(argv)
+    cfg = prepare_output_dir(resolve_config(typed), typed)  # resumed: the run's own config
+    if cfg is None:
+        return None
+    validate_config(cfg)
     base = load_pretrained(cfg)  # resumed: the weights the run started from (its checkpoint replaces them)
     if not cfg.resume:
-        prepare_output_dir(cfg, explicit)  # refuses a folder that already holds files
         command = "train.py " + shlex.join(list(sys.argv[1:] if argv is None else argv))
         cfg = dataclasses.replace(cfg, command=command, timm_galaxy_attn_version=timm_galaxy_attn.__version__)
-    return cfg, base, tag
+    return cfg, base
 
 
 def build_accelerator(cfg: TrainConfig, out: Path) -> tuple[Accelerator, TrainConfig]:
     """The Accelerator (mixed precision settled for this device); a new run's train_config.json."""
-    cfg, cpu = resolve_device(cfg)
     # accelerate forms a gloo process group on CPU only when told it runs on CPU: so say so when this machine
     # has no accelerator (then `accelerate launch --multi_gpu --num_processes N` gives N CPU processes).
+    cpu = cfg.cpu or not has_accelerator()
+    cfg = dataclasses.replace(cfg, mixed_precision=accelerate_mixed_precision(cfg.mixed_precision, cpu=cpu))
     accelerator = Accelerator(
         cpu=cpu,
         mixed_precision=cfg.mixed_precision,
@@ -148,10 +140,9 @@ def build_model(
     """The model (fresh, or the pretrained one with a new head), its fine-tuning summary, attention, size."""
     set_seed(cfg.seed)
     if base is None:
-        model = create_model(cfg, data.tag, data.num_classes)
+        model, finetune = create_model(cfg, data.tag, data.num_classes), None
     else:
-        model = finetune_model(base, data.num_classes, cfg)
-    finetune = finetune_summary(model, cfg)
+        model, finetune = finetune_model(base, data.num_classes, cfg)
     attention = has_attention(model)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -164,14 +155,18 @@ def build_model(
     return model, finetune, attention, n_params
 
 
-def build_trainer(cfg: TrainConfig, model: nn.Module, data: Splits, accelerator: Accelerator):
+def build_trainer(
+    cfg: TrainConfig, model: nn.Module, data: Splits, accelerator: Accelerator
+) -> tuple[Trainer, DataLoader, DataLoader]:
     """Optimizer, LR schedule and loss; model, optimizer, scheduler and evaluation loaders prepared."""
     train_x, train_y = data.tensors["train"]
     world = accelerator.num_processes
     optimizer = make_optimizer(model, cfg)
     steps_per_epoch = len(step_batches(torch.arange(len(train_y)), cfg.batch_size * world, world))
     if steps_per_epoch == 0:
-        raise TrainingError(f"{len(train_y)} training images cannot fill one step of {world} processes.")
+        raise TrainingError(
+            f"{len(train_y)} training images cannot fill one step of {world} processes; use fewer processes."
+        )
     scheduler = build_scheduler(optimizer, cfg, steps_per_epoch)
     weight = class_weights(train_y, data.num_classes, cfg.balance_power) if cfg.balance == "loss" else None
     criterion = nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.label_smoothing)
@@ -181,10 +176,9 @@ def build_trainer(cfg: TrainConfig, model: nn.Module, data: Splits, accelerator:
         model, optimizer, scheduler, val_loader, test_loader
     )
     forward = torch.compile(model) if cfg.compile else model  # evaluation stays eager
-    augment = make_augment(cfg, data, accelerator)
     criterion = criterion.to(accelerator.device)
     trainer = Trainer(
-        accelerator, model, forward, optimizer, scheduler, criterion, augment, train_x, train_y,
+        accelerator, model, forward, optimizer, scheduler, criterion, data.augment, train_x, train_y,
         data.num_classes, cfg,
     )  # fmt: skip
     return trainer, val_loader, test_loader
@@ -288,16 +282,24 @@ def finish(run: Run, finetune: dict[str, Any] | None, n_params: int) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Train, resume or (already complete) leave a run; 0 when done.
+
+    Args:
+        argv: The command line (default: ``sys.argv[1:]``).
+
+    Raises:
+        TrainingError: Bad input; the message says how to fix it (the command line prints it, exit code 2).
+    """
     started = time.time()
     resolved = resolve_run(argv)
     if resolved is None:
         return 0
-    cfg, base, tag = resolved
+    cfg, base = resolved
     out = Path(cfg.output_dir)
     accelerator, cfg = build_accelerator(cfg, out)
 
     # data: every split decoded once (at the weights' data config when fine-tuning)
-    data = load_splits(cfg, tag, accelerator, None if base is None else finetune_data_config(base, cfg))
+    data = load_splits(cfg, accelerator, base)
     accelerator.print(data.describe())
 
     # model, optimizer, LR schedule, loss, all through accelerate.prepare
@@ -306,7 +308,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # resume, trackers, heatmap folder
     state = resume_state(accelerator, cfg.resume, out / "checkpoints", trainer.steps_per_epoch)
-    accelerator.init_trackers("tensorboard", config=tensorboard_config(cfg))
+    hparams = {k: v for k, v in cfg.to_dict().items() if isinstance(v, (int, float, str, bool))}  # scalars
+    accelerator.init_trackers("tensorboard", config=hparams)
     heatmaps = attention and cfg.num_heatmaps > 0
     if heatmaps and accelerator.is_main_process:
         (out / "attention").mkdir(exist_ok=True)

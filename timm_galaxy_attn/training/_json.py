@@ -29,5 +29,10 @@ def dumps(obj: Any) -> str:
 
 
 def write_json(path: Path, obj: Any) -> None:
-    """Write ``obj`` as indented JSON to ``path``, atomically."""
+    """Write ``obj`` as indented JSON to ``path``, atomically.
+
+    Args:
+        path: The file.
+        obj: Plain JSON, numpy scalars, tuples, sets and paths.
+    """
     atomic_write(path, lambda tmp: tmp.write_text(dumps(obj) + "\n"))

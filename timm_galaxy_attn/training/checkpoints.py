@@ -53,7 +53,11 @@ def new_state() -> dict[str, Any]:
 
 
 def list_checkpoints(ckpt_dir: Path) -> list[Path]:
-    """Complete checkpoints (renamed into place), oldest first."""
+    """Complete checkpoints (renamed into place), oldest first.
+
+    Args:
+        ckpt_dir: The run's ``checkpoints/`` folder.
+    """
     if not ckpt_dir.is_dir():
         return []
     return sorted(p for p in ckpt_dir.glob("step_*") if p.is_dir() and not p.name.endswith(".old"))
@@ -66,7 +70,14 @@ def remove_leftovers(ckpt_dir: Path) -> None:
 
 
 def save_checkpoint(accelerator: Accelerator, ckpt_dir: Path, state: dict[str, Any], keep: int) -> Path:
-    """save_state into ``.tmp-step_N``, add trainer_state.json, rename to ``step_N``; prune old ones."""
+    """save_state into ``.tmp-step_N``, add trainer_state.json, rename to ``step_N``; prune old ones.
+
+    Args:
+        accelerator: Saves the model, optimizer, scheduler and RNG states (every process takes part).
+        ckpt_dir: The run's ``checkpoints/`` folder.
+        state: The trainer state (``global_step`` names the checkpoint).
+        keep: How many step checkpoints to keep (at least 1).
+    """
     final = ckpt_dir / f"step_{state['global_step']:08d}"
     tmp = ckpt_dir / f".tmp-{final.name}"  # one name every process knows
     if accelerator.is_main_process:
@@ -85,21 +96,36 @@ def save_checkpoint(accelerator: Accelerator, ckpt_dir: Path, state: dict[str, A
 
 
 def load_checkpoint(accelerator: Accelerator, path: Path) -> dict[str, Any]:
-    """load_state + trainer_state.json, with a clear error for a damaged checkpoint."""
+    """load_state + trainer_state.json, with a clear error for a damaged checkpoint.
+
+    Args:
+        accelerator: Loads the states into the prepared objects.
+        path: A ``step_N`` folder.
+
+    Raises:
+        TrainingError: The checkpoint is damaged or incomplete.
+    """
     try:
         state = json.loads((path / STATE_NAME).read_text())
         accelerator.load_state(str(path))
     except Exception as e:  # noqa: BLE001 - any failure here means the checkpoint cannot be used
         raise TrainingError(
-            f"Checkpoint {path} cannot be loaded ({type(e).__name__}: {e}). It is damaged or incomplete: "
-            f"delete that folder to resume from an older checkpoint in {path.parent} (if any), or start "
-            "again with a new --output-dir."
+            f"Checkpoint {path} cannot be loaded ({type(e).__name__}: {e}). It is damaged or incomplete, or "
+            "was written by another version of the training code (other optimizer parameter groups): delete "
+            f"that folder to resume from an older checkpoint in {path.parent} (if any), or start again with "
+            "a new --output-dir."
         ) from e
     return state
 
 
 def save_best(model: nn.Module, path: Path, epoch: int) -> None:
-    """The best epoch's weights: one safetensors file (epoch in its metadata), replaced atomically."""
+    """The best epoch's weights: one safetensors file (epoch in its metadata), replaced atomically.
+
+    Args:
+        model: The unwrapped model.
+        path: The file (``checkpoints/best.safetensors``).
+        epoch: The epoch (1-based) these weights are of.
+    """
     weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     atomic_write(
         path, lambda tmp: safetensors.torch.save_file(weights, str(tmp), metadata={"epoch": str(epoch)})
@@ -107,7 +133,15 @@ def save_best(model: nn.Module, path: Path, epoch: int) -> None:
 
 
 def load_best(model: nn.Module, path: Path) -> int:
-    """Load the best-epoch weights into ``model``; return that epoch."""
+    """Load the best-epoch weights into ``model``; return that epoch.
+
+    Args:
+        model: The unwrapped model.
+        path: The file :func:`save_best` wrote.
+
+    Raises:
+        TrainingError: The file cannot be read.
+    """
     try:
         with safetensors.safe_open(str(path), "pt") as f:
             epoch = int(f.metadata()["epoch"])
@@ -121,7 +155,14 @@ def load_best(model: nn.Module, path: Path) -> int:
 
 
 def resume_state(accelerator: Accelerator, resume: bool, ckpt_dir: Path, steps: int) -> dict[str, Any]:
-    """The trainer state to start from: the last checkpoint's on --resume, else a fresh one."""
+    """The trainer state to start from: the last checkpoint's on --resume, else a fresh one.
+
+    Args:
+        accelerator: Loads the checkpoint's states.
+        resume: Whether the run resumes.
+        ckpt_dir: The run's ``checkpoints/`` folder.
+        steps: Optimizer steps per epoch (for the message).
+    """
     state = new_state()
     ckpts = list_checkpoints(ckpt_dir)
     if resume and ckpts:

@@ -14,7 +14,12 @@ __all__ = ["heatmap_indices", "save_heatmaps"]
 
 
 def heatmap_indices(labels: torch.Tensor, n: int) -> list[int]:
-    """Fixed validation galaxies for the heatmaps: round-robin over classes, first occurrences first."""
+    """Fixed validation galaxies for the heatmaps: round-robin over classes, first occurrences first.
+
+    Args:
+        labels: Validation labels.
+        n: How many galaxies (fewer when the split has fewer).
+    """
     per_class = [torch.nonzero(labels == c).flatten().tolist() for c in range(int(labels.max()) + 1)]
     out: list[int] = []
     depth = 0
@@ -35,7 +40,18 @@ def save_heatmaps(
     device: torch.device,
     epoch: int,
 ) -> None:
-    """Attention maps of the fixed galaxies, one row each (image + 3 maps), titled true/pred."""
+    """Attention maps of the fixed galaxies, one row each (image + 3 maps), titled true/pred.
+
+    Args:
+        model: The unwrapped galaxy_attn_vgg model (its train/eval mode is restored).
+        images: uint8 images ``(N, 3, S, S)``.
+        labels: Their labels.
+        data_config: The run's data config (normalisation).
+        label_names: The class names.
+        path: The PNG to write.
+        device: Where the model is.
+        epoch: The epoch (1-based), in the title.
+    """
     from timm_galaxy_attn.data import normalize_batch
     from timm_galaxy_attn.viz import save_attention_grid
 

@@ -1,4 +1,5 @@
-"""One training epoch (exactly resumable) and one evaluation pass, over accelerate-prepared objects.
+"""The data order, one training epoch (exactly resumable) and one evaluation pass, over accelerate-prepared
+objects.
 
 Determinism: the data order of epoch ``e`` is a permutation drawn from ``(seed, e)`` and the torch RNG is
 re-seeded from ``(seed, epoch, step, process)`` before each step, so a resumed run replays exactly what an
@@ -22,10 +23,40 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .config import TrainConfig
-from .data import epoch_order, step_batches
+from .data import class_weights
 from .finetune import freeze_batchnorm_stats
 
-__all__ = ["EpochStats", "Trainer", "predict", "score", "train_epoch"]
+__all__ = ["EpochStats", "Trainer", "epoch_order", "predict", "score", "step_batches", "train_epoch"]
+
+
+def epoch_order(cfg: TrainConfig, epoch: int, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Training indices of ``epoch``: a permutation (or a class-balanced draw) from (seed, epoch).
+
+    Args:
+        cfg: ``seed``, ``balance`` (``sampler``: a draw with class weights) and ``balance_power``.
+        epoch: The epoch (0-based).
+        labels: Labels of the training images.
+        num_classes: Classes of the dataset.
+    """
+    g = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+    if cfg.balance == "sampler":
+        w = class_weights(labels, num_classes, cfg.balance_power)[labels].double()
+        return torch.multinomial(w, len(labels), replacement=True, generator=g)
+    return torch.randperm(len(labels), generator=g)
+
+
+def step_batches(order: torch.Tensor, global_batch: int, world: int) -> list[torch.Tensor]:
+    """Split the epoch's order into global batches (a final one smaller than ``world`` is dropped).
+
+    Args:
+        order: Training indices of the epoch (:func:`epoch_order`).
+        global_batch: Images per optimizer step over all processes.
+        world: Number of processes (each takes its share of every batch).
+    """
+    batches = list(order.split(global_batch))
+    if batches and len(batches[-1]) < world:
+        batches.pop()
+    return batches
 
 
 @dataclasses.dataclass
@@ -104,7 +135,12 @@ def train_epoch(
 ) -> EpochStats | None:
     """Train ``epoch`` from ``state`` (mid-epoch after a resume); None when --stop-after-steps is reached.
 
-    ``checkpoint(**state_updates)`` saves a mid-epoch checkpoint (--checkpoint-every-steps)."""
+    Args:
+        t: The trainer.
+        epoch: The epoch (0-based).
+        state: The trainer state (``checkpoints.new_state``), updated in place.
+        checkpoint: ``checkpoint(**state_updates)`` saves a mid-epoch checkpoint (--checkpoint-every-steps).
+    """
     acc, cfg = t.accelerator, t.cfg
     t.model.train()
     if cfg.freeze_backbone:
@@ -165,7 +201,15 @@ def predict(
     data_config: dict[str, Any],
     channels_last: bool,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Logits and labels of every example of ``loader``, gathered over processes exactly once."""
+    """Logits and labels of every example of ``loader``, gathered over processes exactly once.
+
+    Args:
+        accelerator: The run's Accelerator (autocast, gathering).
+        model: The prepared model (put in eval mode).
+        loader: A prepared evaluation loader of uint8 images and labels.
+        data_config: The run's data config (normalisation).
+        channels_last: Feed the model channels_last tensors.
+    """
     from timm_galaxy_attn.data import normalize_batch
 
     model.eval()
@@ -183,7 +227,13 @@ def predict(
 
 
 def score(logits: np.ndarray, labels: np.ndarray, label_names: list[str]) -> dict[str, Any]:
-    """Classification metrics of ``logits`` (softmax probabilities in float64)."""
+    """Classification metrics of ``logits`` (softmax probabilities in float64).
+
+    Args:
+        logits: ``(N, C)`` logits.
+        labels: ``(N,)`` true labels.
+        label_names: The C class names.
+    """
     from timm_galaxy_attn.metrics import compute_classification_metrics
 
     probs = torch.softmax(torch.from_numpy(logits).double(), dim=1).numpy()

@@ -1,9 +1,7 @@
-"""The model of a run trained from scratch: name check, timm.create_model with the galaxy options."""
+"""The model of a run trained from scratch: timm.create_model with the galaxy_attn_vgg options."""
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Mapping
 from typing import Any
 
 import timm
@@ -11,19 +9,12 @@ import torch.nn as nn
 
 import timm_galaxy_attn
 
-from .config import TrainConfig, as_config
-from .errors import TrainingError
+from .config import TrainConfig
 
-__all__ = ["GALAXY_MODEL_OPTIONS", "WEIGHT_PREFIXES", "check_model_name", "create_model", "has_attention"]
+__all__ = ["GALAXY_MODEL_OPTIONS", "WEIGHT_PREFIXES", "create_model", "has_attention", "is_galaxy_model"]
 
-# Options of galaxy_attn_vgg models passed to timm.create_model (TrainConfig field -> model kwarg).
-GALAXY_MODEL_OPTIONS = {
-    "stem_stride": "stem_stride",
-    "compatibility": "compatibility",
-    "normalize": "normalize",
-    "attn_position": "attn_position",
-    "attention": "attention",
-}
+# Options of galaxy_attn_vgg models passed to timm.create_model (TrainConfig field = model kwarg).
+GALAXY_MODEL_OPTIONS = ("stem_stride", "compatibility", "normalize", "attn_position", "attention")
 # --model prefixes that name trained weights (a folder, a Hub repository) rather than an architecture.
 WEIGHT_PREFIXES = ("local-dir:", "hf-hub:")
 
@@ -38,34 +29,20 @@ def has_attention(model: nn.Module) -> bool:
     return any(isinstance(m, timm_galaxy_attn.AttentionEstimator) for m in model.modules())
 
 
-def check_model_name(name: str) -> None:
-    """An unknown timm model name is a TrainingError with the closest names."""
-    if name.startswith(WEIGHT_PREFIXES):  # a folder or Hub repository: checked by check_finetune
-        return
-    base = name.split(".")[0]
-    if timm.is_model(base):
-        return
-    close = difflib.get_close_matches(base, timm.list_models(), n=5, cutoff=0.6)
-    hint = f" Did you mean: {', '.join(close)}?" if close else ""
-    raise TrainingError(
-        f"Unknown model {name!r}: timm has no model of that name.{hint} Use a name from timm.list_models() "
-        "(e.g. galaxy_attn_vgg, galaxy_attn_vgg_small, resnet18, efficientnet_b0)."
-    )
+def create_model(cfg: TrainConfig, tag: str | None, num_classes: int) -> nn.Module:
+    """timm.create_model with the dataset's classes and, for galaxy_attn_vgg, the architecture options.
 
-
-def create_model(cfg: TrainConfig | Mapping[str, Any], tag: str | None, num_classes: int) -> nn.Module:
-    """timm.create_model with the dataset's classes and, for galaxy_attn_vgg, the architecture options."""
-    cfg = as_config(cfg)
+    Args:
+        cfg: The run's (validated) config: ``model``, ``drop_rate`` and the galaxy_attn_vgg options.
+        tag: The dataset tag; a galaxy_attn_vgg variant with that tag takes its label names.
+        num_classes: Classes of the dataset.
+    """
     name = cfg.model
     kwargs: dict[str, Any] = {"num_classes": num_classes}
-    galaxy_opts = {kw: cfg[key] for key, kw in GALAXY_MODEL_OPTIONS.items() if cfg[key] is not None}
     if is_galaxy_model(name):
-        kwargs.update(galaxy_opts)
+        kwargs.update({k: getattr(cfg, k) for k in GALAXY_MODEL_OPTIONS if getattr(cfg, k) is not None})
         if tag is not None and "." not in name and f"{name}.{tag}" in timm.list_pretrained(name):
             name = f"{name}.{tag}"  # the dataset's tag of the variant, when it has one (its label names)
-    elif galaxy_opts:
-        flags = ", ".join("--" + k.replace("_", "-") for k in galaxy_opts)
-        raise TrainingError(f"{flags} only apply to galaxy_attn_vgg models, not {name!r}; drop them.")
     if cfg.drop_rate is not None:
         kwargs["drop_rate"] = cfg.drop_rate
     return timm.create_model(name, pretrained=False, **kwargs)

@@ -12,7 +12,14 @@ __all__ = ["epoch_line", "epoch_record", "final_metrics", "summary"]
 
 
 def epoch_record(epoch: int, stats: EpochStats, val: dict[str, Any], lr: float) -> dict[str, Any]:
-    """The history entry of ``epoch`` (1-based): training loss/accuracy, validation scores, lr, speed."""
+    """The history entry of ``epoch``: training loss/accuracy, validation scores, lr, speed.
+
+    Args:
+        epoch: The epoch (1-based).
+        stats: The epoch's training sums (:class:`.loop.EpochStats`).
+        val: The validation scores (:func:`.loop.score`).
+        lr: The learning rate at the end of the epoch (first parameter group).
+    """
     totals = stats.totals
     return {
         "epoch": epoch,
@@ -45,9 +52,16 @@ def final_metrics(
     model: dict[str, Any],
     run: dict[str, Any],
 ) -> dict[str, Any]:
-    """metrics.json from ``scores`` (test, validation) and the facts of ``data`` (dataset_tag, label_names,
-    split, n, data_config), ``model`` (best_epoch, finetune, num_params) and ``run`` (num_processes,
-    wall_time_s)."""
+    """metrics.json of a finished run.
+
+    Args:
+        cfg: The run's config.
+        state: The trainer state (history, training time and images).
+        scores: ``test`` and ``validation`` scores of the best epoch.
+        data: ``dataset_tag``, ``label_names``, ``split``, ``n`` and ``data_config``.
+        model: ``best_epoch``, ``finetune`` and ``num_params``.
+        run: ``num_processes`` and ``wall_time_s``.
+    """
     return {
         "test": scores["test"],
         "validation": scores["validation"],
@@ -79,7 +93,14 @@ def final_metrics(
 
 
 def summary(metrics: dict[str, Any], best_macro_f1: float, out: Path, heatmaps: bool) -> str:
-    """The closing message: the best epoch, its test scores and where every output is."""
+    """The closing message: the best epoch, its test scores and where every output is.
+
+    Args:
+        metrics: The run's metrics.json.
+        best_macro_f1: The best validation macro-F1.
+        out: The run folder.
+        heatmaps: Whether attention heatmaps were drawn.
+    """
     test = metrics["test"]
     return (
         f"\nBest epoch {metrics['best_epoch']} of {metrics['epochs']} (validation macro-F1 "

@@ -29,7 +29,6 @@ __all__ = [
     "TB_NAMES",
     "prepare_output_dir",
     "save_model_folder",
-    "tensorboard_config",
     "write_outputs",
 ]
 
@@ -49,11 +48,11 @@ TB_NAMES = {
 }
 
 
-def _check_resume_arguments(saved: dict[str, Any], argv_cfg: dict[str, Any], saved_path: Path) -> None:
-    """Arguments typed on a --resume must be the run's own (except those in RESUME_FREE)."""
+def _check_resume_arguments(saved: dict[str, Any], typed: dict[str, Any], saved_path: Path) -> None:
+    """Options typed on a --resume must be the run's own (except those in RESUME_FREE)."""
     clash = {
         k: (saved.get(k), v)
-        for k, v in argv_cfg.items()
+        for k, v in typed.items()
         if v is not None and k not in RESUME_FREE and k in saved and saved[k] != v
     }
     if clash:
@@ -66,10 +65,16 @@ def _check_resume_arguments(saved: dict[str, Any], argv_cfg: dict[str, Any], sav
         )
 
 
-def prepare_output_dir(cfg: TrainConfig, argv_cfg: dict[str, Any]) -> TrainConfig | None:
-    """Refuse to overwrite another run; on --resume, return the run's saved config (checking the arguments).
+def prepare_output_dir(cfg: TrainConfig, typed: dict[str, Any]) -> TrainConfig | None:
+    """Refuse to overwrite another run; on --resume, return the run's saved config (checking the options).
 
-    Returns None when the run to resume is already complete.
+    Args:
+        cfg: The config of the options typed (``output_dir``, ``resume`` and the RESUME_FREE ones).
+        typed: The options typed on the command line, checked against a resumed run's own.
+
+    Returns:
+        ``cfg`` for a new run; the saved config (with this session's RESUME_FREE options) on --resume;
+        None when the run to resume is already complete.
     """
     out = Path(cfg.output_dir)
     saved_path = out / CONFIG_NAME
@@ -85,17 +90,12 @@ def prepare_output_dir(cfg: TrainConfig, argv_cfg: dict[str, Any]) -> TrainConfi
             f"--resume: {out} holds no run ({CONFIG_NAME} missing); start it without --resume."
         )
     saved = json.loads(saved_path.read_text())
-    _check_resume_arguments(saved, argv_cfg, saved_path)
+    _check_resume_arguments(saved, typed, saved_path)
     if (out / "metrics.json").is_file():
         print(f"The run in {out} is already complete (metrics.json exists); nothing to do.")
         return None
-    saved.update({k: cfg[k] for k in RESUME_FREE})
+    saved.update({k: getattr(cfg, k) for k in RESUME_FREE})
     return TrainConfig.from_mapping(saved)
-
-
-def tensorboard_config(cfg: TrainConfig) -> dict[str, Any]:
-    """The scalar options, as TensorBoard's hyperparameters."""
-    return {k: v for k, v in cfg.to_dict().items() if isinstance(v, (int, float, str, bool))}
 
 
 def save_model_folder(
@@ -105,6 +105,12 @@ def save_model_folder(
 
     galaxy_attn_vgg models go through ``timm_galaxy_attn.hf.save_pretrained_folder`` (one folder for timm and
     transformers); other timm models through timm's ``save_for_hf`` (timm keys only). Both write atomically.
+
+    Args:
+        model: The trained model (fp32, CPU).
+        folder: The folder to write (replaced).
+        label_names: The class names, saved in the config.
+        data_config: The preprocessing the model was trained with.
     """
     if isinstance(model, timm_galaxy_attn.GalaxyAttnVGG):
         from timm_galaxy_attn.hf import save_pretrained_folder
@@ -150,7 +156,18 @@ def write_outputs(
     test_logits: np.ndarray,
     test_labels: np.ndarray,
 ) -> None:
-    """confusion_matrix.png, predictions.npz, model/ and, last (it marks a complete run), metrics.json."""
+    """confusion_matrix.png, predictions.npz, model/ and, last (it marks a complete run), metrics.json.
+
+    Args:
+        out: The run folder.
+        metrics: The run's metrics.json (:func:`.report.final_metrics`).
+        model: The unwrapped model with the best epoch's weights.
+        data_config: The run's data config.
+        val_logits: Validation logits.
+        val_labels: Validation labels.
+        test_logits: Test logits.
+        test_labels: Test labels.
+    """
     from timm_galaxy_attn.viz import plot_confusion_matrix
 
     label_names = metrics["label_names"]
