@@ -29,8 +29,17 @@ from .._io import sha256_json
 from ..catalog.inputs import IMAGE_SUFFIXES as _IMAGE_SUFFIXES
 from .hdf5 import GalaxyDataError
 from .read import read_all_rows
-from .sources import HUB_REPOS, default_cache_dir, hub_available, resolve_gz1_sdss, resolve_official_file
+from .sources import (
+    GZ2_KAGGLE_NAMES,
+    HUB_REPOS,
+    default_cache_dir,
+    hub_available,
+    resolve_gz1_sdss,
+    resolve_gz2_kaggle,
+    resolve_official_file,
+)
 from .splits import (
+    PIN_COLUMN,
     SPLIT_NAMES,
     SPLIT_RULE,
     group_images,
@@ -101,6 +110,17 @@ def _resolve(
     if name == "gz1_sdss":
         p = resolve_gz1_sdss(path)
         return {"kind": "parquet", "name": "gz1_sdss", "files": [p], "kw": kw, "dataset_name": "gz1_sdss"}
+    if name in GZ2_KAGGLE_NAMES:  # duplicates share a ``group``; gz1_sdss twins keep their split
+        p = resolve_gz2_kaggle(name, path)
+        return {
+            "kind": "parquet",
+            "name": name,
+            "files": [p],
+            "kw": kw,
+            "dataset_name": name,
+            "group_column": "group",
+            "pin_column": PIN_COLUMN,
+        }
     if name in ("galaxy10_decals", "galaxy10_sdss"):
         if split == "hub":
             if path is not None:
@@ -158,6 +178,7 @@ def _split_one(
     match_arcsec: float,
     group_column: str | None = None,
     origin: str = "dataset",
+    pin_column: str | None = None,
 ):
     ra, dec, keys, from_names = _sky_and_keys(ds, group_column, origin)
     groups, gstats = group_images(ds["_hash"], ra, dec, match_arcsec, keys=keys)
@@ -171,9 +192,26 @@ def _split_one(
         val_fraction=val_fraction,
         test_fraction=test_fraction,
         class_names=names,
+        pinned=_pins(ds, pin_column, origin),
     )
     res.info["grouping"] = gstats
     return res
+
+
+def _pins(ds: datasets.Dataset, pin_column: str | None, origin: str) -> np.ndarray | None:
+    """Split index per row from a column of split names (``""``: free), or None without one."""
+    if pin_column is None:
+        return None
+    if pin_column not in ds.column_names:
+        raise GalaxyDataError(f"{origin}: column {pin_column!r} is missing; rebuild the dataset.")
+    index = {"": -1, **{name: k for k, name in enumerate(SPLIT_NAMES)}}
+    values = ds[pin_column]
+    bad = sorted(set(values) - set(index))
+    if bad:
+        raise GalaxyDataError(
+            f"{origin}: {pin_column!r} holds {bad[:3]}; expected '' or {list(SPLIT_NAMES)}."
+        )
+    return np.asarray([index[v] for v in values], dtype=np.int64)
 
 
 def _hub_parts(
@@ -209,9 +247,13 @@ def _grouped_parts(
 ):
     """split='grouped': every row of every source split, split anew (grouped and stratified)."""
     full = datasets.concatenate_datasets(list(data.values())) if len(data) != 1 else next(iter(data.values()))
-    res = _split_one(full, seed, val_fraction, test_fraction, match_arcsec, group_column, plan["name"])
+    pin = plan.get("pin_column")
+    res = _split_one(full, seed, val_fraction, test_fraction, match_arcsec, group_column, plan["name"], pin)
     parts = {name: full.select(res.indices[name]) for name in SPLIT_NAMES}
-    return parts, dict(res.info, rule=SPLIT_RULE.format(arcsec=match_arcsec))
+    rule = SPLIT_RULE.format(arcsec=match_arcsec)
+    if pin:
+        rule += f"; a group with a non-empty {pin!r} goes to that split"
+    return parts, dict(res.info, rule=rule)
 
 
 def _build(
@@ -274,7 +316,9 @@ def load_galaxy_dataset(
         source: ``"galaxy10_decals"``, ``"galaxy10_sdss"`` (official astroNN HDF5: ``path``, env var
             ``GALAXY10_DECALS_PATH``/``GALAXY10_SDSS_PATH``, or download; with ``split="hub"`` the
             Hugging Face copy), ``"gz1_sdss"`` (real SDSS sample; ``path``, ``GZ1_SDSS_PATH`` or
-            ``$GALAXY_ATTN_DATA_DIR/gz1_sdss``),
+            ``$GALAXY_ATTN_DATA_DIR/gz1_sdss``), ``"gz2_kaggle"`` / ``"gz2_kaggle_spiral"`` (Kaggle Galaxy
+            Zoo 2 vote fractions / spiral labels built by ``scripts/build_gz2_kaggle.py``; ``path`` or
+            ``$GZ2_KAGGLE_DIR``; grouped by their ``group`` column, gz1_sdss twins pinned to their split),
             ``"synthetic"`` (kwargs ``n_per_class``, ``image_size``, ``synthetic_seed``), or a path to an
             astroNN-layout ``.h5``, a ``.parquet`` file, a folder of parquet files or an image folder.
         seed: split seed. val_fraction, test_fraction: per-class fractions of validation and test.
@@ -294,6 +338,7 @@ def load_galaxy_dataset(
     _check_split_args(split, val_fraction, test_fraction)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     plan = _resolve(source, path, dataset_name, split, cache, dict(source_kwargs))
+    group_column = group_column or plan.get("group_column")
     ident = {
         "version": _CACHE_VERSION,
         "kind": plan["kind"],
@@ -306,6 +351,8 @@ def load_galaxy_dataset(
     }
     if group_column is not None:  # only then: the keys of earlier builds stay valid
         ident["group_column"] = group_column
+    if plan.get("pin_column"):
+        ident["pin_column"] = plan["pin_column"]
     key = sha256_json(ident)[:24]
     final = cache / f"{plan['kind']}-{key}"
     if not (final / "dataset_dict.json").is_file():

@@ -11,6 +11,9 @@ Official sources
 - The real SDSS / Galaxy Zoo 1 sample ``gz1_sdss``: env var ``GZ1_SDSS_PATH``, else
   ``gz1_sdss/data.parquet`` in the data root: ``$GALAXY_ATTN_DATA_DIR`` (the folder of the real samples; the
   repository's tests set it to ``../shared/data``), see :func:`data_root`.
+- The Kaggle Galaxy Zoo 2 sets ``gz2_kaggle`` and ``gz2_kaggle_spiral``, built by
+  ``scripts/build_gz2_kaggle.py`` (``gz2_kaggle.py``): ``path``, ``$GZ2_KAGGLE_DIR/<name>/data.parquet``
+  or ``<name>/data.parquet`` in the data root, see :func:`resolve_gz2_kaggle`.
 
 Downloads go to ``<cache>/downloads`` through ``_io.atomic_write`` (temp file, checksum, ``os.replace``).
 Offline (``HF_HUB_OFFLINE`` / ``HF_DATASETS_OFFLINE`` set, or the host unreachable within ~1.5 s) they fail at
@@ -45,6 +48,7 @@ __all__ = [
     "find_shared_data",
     "is_offline",
     "resolve_gz1_sdss",
+    "resolve_gz2_kaggle",
     "resolve_official_file",
 ]
 
@@ -63,13 +67,22 @@ ENV_VARS = {
     "galaxy10_sdss": "GALAXY10_SDSS_PATH",
     "gz1_sdss": "GZ1_SDSS_PATH",
 }
+GZ2_KAGGLE_NAMES = ("gz2_kaggle", "gz2_kaggle_spiral")
+GZ2_KAGGLE_DIR_ENV = "GZ2_KAGGLE_DIR"  # the build script's output folder (holding gz2_kaggle/, ...)
 DATA_DIR_ENV = "GALAXY_ATTN_DATA_DIR"  # the folder of the real samples (gz1_sdss/, ...)
 _PROBE_TIMEOUT_S = 1.5
 # The eval crop of each named source (timm ``crop_pct``: the central share of the image kept before resizing).
 # Galaxy10 DECaLS (256x256, 0.262"/px): the galaxy fills the central half. Galaxy10 SDSS (69x69) is already
 # the central 207 px of the SDSS cutouts: the whole image. gz1_sdss (423x423): Galaxy10 SDSS's crop, about
 # half. A user's own files keep the whole image (1.0).
-SOURCE_CROP_PCT = {"galaxy10_decals": 0.5, "galaxy10_sdss": 1.0, "gz1_sdss": 0.5}
+# The Kaggle GZ2 images (424x424) are SDSS cutouts framed like gz1_sdss's: the same crop.
+SOURCE_CROP_PCT = {
+    "galaxy10_decals": 0.5,
+    "galaxy10_sdss": 1.0,
+    "gz1_sdss": 0.5,
+    "gz2_kaggle": 0.5,
+    "gz2_kaggle_spiral": 0.5,
+}
 
 
 class DataSourceUnavailable(FileNotFoundError):
@@ -258,3 +271,32 @@ def resolve_gz1_sdss(
             f"gz1_sdss: data.parquet not found: {e} Or pass path='/path/to/gz1_sdss/data.parquet' or set "
             "GZ1_SDSS_PATH."
         ) from None
+
+
+def resolve_gz2_kaggle(
+    name: str, path: str | os.PathLike | None = None, data_dir: str | os.PathLike | None = None
+) -> Path:
+    """Locate the parquet file of ``name`` (``"gz2_kaggle"`` or ``"gz2_kaggle_spiral"``).
+
+    Order: ``path`` (the file, its folder or the build's output folder), ``$GZ2_KAGGLE_DIR/<name>/``,
+    ``<name>/`` in the data root. DataSourceUnavailable naming the build script otherwise.
+    """
+    tried = []
+    roots = [(path, "path argument"), (os.environ.get(GZ2_KAGGLE_DIR_ENV), GZ2_KAGGLE_DIR_ENV)]
+    for candidate, origin in roots:
+        if not candidate:
+            continue
+        p = Path(candidate).expanduser()
+        for f in (p, p / "data.parquet", p / name / "data.parquet"):
+            if f.is_file():
+                return f
+        tried.append(f"{origin} -> {p}")
+    try:
+        return find_data(f"{name}/data.parquet", data_dir)
+    except FileNotFoundError:
+        tried.append(f"{name}/data.parquet in the data folder ({DATA_DIR_ENV})")
+    raise DataSourceUnavailable(
+        f"{name}: data.parquet not found (looked at: {'; '.join(tried)}). It is built from public GitHub "
+        f"repositories, not shipped: run `python scripts/build_gz2_kaggle.py --download --out runs/data` "
+        f"(see docs/data_gz2.md), then pass path='runs/data' or set {GZ2_KAGGLE_DIR_ENV}=runs/data."
+    )
