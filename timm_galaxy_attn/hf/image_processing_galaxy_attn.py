@@ -23,6 +23,12 @@ from ..catalog.geometry import DATA_CONFIG_KEYS, ModelPixels, normalize_batch
 __all__ = ["GalaxyAttnImageProcessor"]
 
 
+def _data_config_of(pretrained_cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The processor's arguments from a timm pretrained_cfg (or data config), resolved as timm resolves it."""
+    data_config = timm.data.resolve_data_config(pretrained_cfg=dict(pretrained_cfg), verbose=False)
+    return {key: data_config[key] for key in DATA_CONFIG_KEYS if key in data_config}
+
+
 class GalaxyAttnImageProcessor(BaseImageProcessor):
     """Resize, centre-crop and normalise galaxy images exactly as timm's eval transform does.
 
@@ -79,8 +85,19 @@ class GalaxyAttnImageProcessor(BaseImageProcessor):
     @classmethod
     def from_pretrained_cfg(cls, pretrained_cfg: Mapping[str, Any]) -> GalaxyAttnImageProcessor:
         """Build the processor from a timm pretrained_cfg (or data config), resolved as timm resolves it."""
-        data_config = timm.data.resolve_data_config(pretrained_cfg=dict(pretrained_cfg), verbose=False)
-        return cls(**{key: data_config[key] for key in DATA_CONFIG_KEYS if key in data_config})
+        return cls(**_data_config_of(pretrained_cfg))
+
+    @classmethod
+    def from_dict(cls, image_processor_dict: dict[str, Any], **kwargs: Any) -> Any:
+        """Build from a saved processor config, or from a timm ``config.json`` holding a ``pretrained_cfg``.
+
+        transformers (>= 5.25) reads a local folder whose ``config.json`` has a ``pretrained_cfg`` as a timm
+        checkpoint and hands that file here instead of ``preprocessor_config.json``; the data config in its
+        ``pretrained_cfg`` is the same one, so it is taken from there.
+        """
+        if "pretrained_cfg" in image_processor_dict:
+            image_processor_dict = _data_config_of(image_processor_dict["pretrained_cfg"])
+        return super().from_dict(image_processor_dict, **kwargs)
 
     def _to_pil(self, image: Any) -> PIL.Image.Image:
         channels = self.input_size[0]
