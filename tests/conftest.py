@@ -39,6 +39,14 @@ def load_script(relative_path: str, module_name: str) -> ModuleType:
     return module
 
 
+def tiny_args(train_images: int, batch_size: int, per_class: int = 10, *extra: str) -> list[str]:
+    """The arguments of a tiny run: the synthetic set at 32 px, ``train_images`` training images."""
+    return [
+        "--dataset", "synthetic", "--synthetic-per-class", str(per_class), "--max-train-samples",
+        str(train_images), "--image-size", "32", "--batch-size", str(batch_size), *extra,
+    ]  # fmt: skip
+
+
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)

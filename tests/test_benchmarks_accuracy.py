@@ -96,6 +96,7 @@ def fake_run(folder: Path, seed: int, skill: float, model: str = "galaxy_attn_vg
     }
 
 
+@pytest.mark.slow
 def test_table_numbers_equal_metrics_json(acc, tmp_path):
     res = tmp_path / "accuracy"
     ours = [fake_run(res / "ours_small_32s1" / f"seed{s}", s, 0.8) for s in (0, 1, 2)]
@@ -206,6 +207,7 @@ def test_rows_are_consistent(acc):
             assert row.image_size == parent.image_size or row.role == "diagnostic"
 
 
+@pytest.mark.slow
 def test_every_galaxy_row_runs_at_its_input_size(acc):
     """Each of our rows builds and runs a forward pass at its image size and stem stride (a 64 px input with
     stem stride 4 would be below the 128 px the network needs, and fail only after calibration)."""
@@ -251,6 +253,7 @@ def test_chirality_share(acc):
     assert acc.chirality(np.eye(6, dtype=int) * 0, {1: 2, 2: 1}) is None
 
 
+@pytest.mark.slow
 def test_verdict_needs_disjoint_intervals(acc, tmp_path):
     res = tmp_path / "accuracy"
     fake_run(res / "ours_small_32s1" / "seed0", 0, 0.95)

@@ -140,6 +140,7 @@ def _predict_cli(args: list[str], kill_after: int | None = None):
     return subprocess.run(cmd, env=full_env, capture_output=True, text=True, timeout=240)
 
 
+@pytest.mark.slow
 def test_maps_survive_a_kill_and_resume(model, inputs, tmp_path):
     common = ["--model", str(model), "--maps", "--batch-size", "3", "--no-progress", "--precision", "fp32"]
     reference = tmp_path / "ref.parquet"

@@ -93,6 +93,7 @@ def test_exit_codes(setup, tmp_path, capsys):
         main(["predict", *good, "--model", str(folder), "--out", str(tmp_path / "e.csv"), "--tta", "d8"])
 
 
+@pytest.mark.slow
 def test_sigkill_and_rerun_give_the_same_catalog(setup, tmp_path, capsys):
     root, folder, images = setup
     reference = tmp_path / "reference.parquet"

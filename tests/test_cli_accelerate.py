@@ -7,12 +7,14 @@ import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 from test_cli import _assert_same_catalog, _run
 from test_cli import setup as setup  # noqa: F401  (a fixture)
 
 from timm_galaxy_attn.cli import main
 
 
+@pytest.mark.slow
 def test_two_processes_give_the_same_rows_as_one(setup, tmp_path):  # noqa: F811
     root, folder, images = setup
     one = tmp_path / "one.parquet"

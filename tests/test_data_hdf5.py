@@ -216,6 +216,7 @@ def test_hdf5_official_name_with_env_var(tmp_path, monkeypatch):
     assert split_info(dd)["source"] == "galaxy10_sdss"
 
 
+@pytest.mark.slow
 def test_lazy_reading_peak_memory(tmp_path):
     """Building from a ~100 MB file allocates far less than the file (images are read in chunks)."""
     path = tmp_path / "big.h5"

@@ -128,6 +128,7 @@ def test_hub_split_offline_names_repo(tmp_path, monkeypatch):
         load_galaxy_dataset("galaxy10_decals", split="hub", cache_dir=tmp_path)
 
 
+@pytest.mark.slow
 def test_gz1_sdss_real_sample(tmp_path):
     dd = load_galaxy_dataset("gz1_sdss", cache_dir=tmp_path)
     assert sum(len(ds) for ds in dd.values()) == 5665

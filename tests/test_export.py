@@ -25,6 +25,7 @@ def _script(model: torch.nn.Module) -> torch.jit.ScriptModule:
         return torch.jit.script(model)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", VARIANTS)
 def test_script_and_fx_trace_match_eager(name):
     assert set(VARIANTS) == set(timm.list_models("galaxy_attn*"))
@@ -60,6 +61,7 @@ def _tiny_model() -> torch.nn.Module:
     return model
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript", "exported-program"])
 def test_export_matches_eager_on_real_images(fmt, decals_examples, tmp_path):
     if fmt == "onnx":
@@ -94,6 +96,7 @@ def test_bad_requests_are_clear_errors(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_cli_export(tmp_path, decals_examples, capsys):
     out = tmp_path / "small.pt2"
     argv = ["export", "galaxy_attn_vgg_small", "--format", "exported-program", "--out", str(out)]

@@ -176,6 +176,7 @@ def test_backbone_lr_group_is_scaled(pretrained_dir: Path) -> None:
         assert lrs["backbone"] == pytest.approx(0.1 * lrs["head"])
 
 
+@pytest.mark.slow
 def test_frozen_backbone_run_changes_only_the_head(
     rings_parquet: Path, pretrained_dir: Path, tmp_path: Path
 ) -> None:
@@ -219,6 +220,7 @@ def test_bad_fine_tuning_input_is_a_clear_error(
     assert not out.exists()  # refused before anything was written
 
 
+@pytest.mark.slow
 def test_command_line_error_has_no_traceback(tmp_path: Path) -> None:
     argv = ["--dataset", "synthetic", "--freeze-backbone", "--output-dir", str(tmp_path / "x")]
     proc = subprocess.run(
@@ -275,6 +277,7 @@ def test_transformers_fresh_head_and_one_trainer_step(tmp_path: Path) -> None:
     assert not torch.equal(model.timm_model.fc.weight.detach(), start["fc.weight"])
 
 
+@pytest.mark.slow
 def test_benchmark_quick_mode(rings_parquet: Path, pretrained_dir: Path, tmp_path: Path) -> None:
     bench = load_script("benchmarks/finetune.py", "finetune_benchmark")
     argv = [

@@ -48,6 +48,7 @@ def test_t_interval_closed_form(fr) -> None:
     assert fr.mean_sd([1.0, 2.0, 3.0]) == (2.0, 1.0) and fr.mean_sd([5.0]) == (5.0, None)
 
 
+@pytest.mark.slow
 def test_auc_interval_of_perfect_and_uninformative_scores(fr) -> None:
     y = np.arange(30) % 2
     perfect = np.stack([1 - 0.4 * y - 0.1, 0.4 * y + 0.1], 1)  # class 1 always scored higher
@@ -57,6 +58,7 @@ def test_auc_interval_of_perfect_and_uninformative_scores(fr) -> None:
     assert np.isnan(fr.roc_auc(np.zeros(5, int), flat[:5]))  # one class: undefined, not a number
 
 
+@pytest.mark.slow
 def test_paired_difference_is_exactly_a_constant_when_every_resample_gives_it(fr) -> None:
     """Fine-tuned all right, scratch all wrong: every resample differs by 1 in accuracy, macro-F1 and
     balanced accuracy, so the per-seed interval is [1, 1], and over seeds mean 1, sd 0, t interval [1, 1].
@@ -81,6 +83,7 @@ def test_paired_difference_is_exactly_a_constant_when_every_resample_gives_it(fr
     assert summary["conditions"]["scratch"]["mean_sd"]["accuracy"] == [0.0, 0.0]
 
 
+@pytest.mark.slow
 def test_paired_interval_holds_zero_when_the_two_are_equally_good(fr) -> None:
     """Identical predictions: difference 0 in every resample. Mirror-image mistakes (each right on the half
     the other gets wrong): difference 0 on the full set, and the interval straddles it."""

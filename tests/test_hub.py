@@ -59,6 +59,7 @@ def split_card(text: str) -> tuple[dict, str]:
     return yaml.safe_load(meta), body
 
 
+@pytest.mark.slow
 def test_dry_run_folder_and_card(repo: Path, run_dir: Path) -> None:
     names = sorted(p.name for p in repo.iterdir())
     assert names == [
@@ -117,12 +118,14 @@ def test_dry_run_folder_and_card(repo: Path, run_dir: Path) -> None:
     assert model.pretrained_cfg["label_names"] == metrics["label_names"]
 
 
+@pytest.mark.slow
 def test_card_regenerates_from_the_folder(repo: Path) -> None:
     card = (repo / "README.md").read_text()
     assert publish.render_model_card(repo) == card
     assert (repo.parent / "model_card.md").read_text() == card  # --model-card copies it
 
 
+@pytest.mark.slow
 def test_extra_figure_and_results_table(run_dir: Path, tmp_path: Path) -> None:
     table = tmp_path / "table.md"
     table.write_text("| model | macro-F1 |\n|---|---:|\n| galaxy_attn_vgg_small | 0.5000 |\n")
@@ -142,6 +145,7 @@ def test_extra_figure_and_results_table(run_dir: Path, tmp_path: Path) -> None:
     assert not (tmp_path / "r2").exists()
 
 
+@pytest.mark.slow
 def test_figure_caption_from_the_command_line(run_dir: Path, tmp_path: Path) -> None:
     grid = next((run_dir / "attention").glob("epoch_*.png"))
     figure = tmp_path / "per_class_attention.png"
@@ -170,6 +174,7 @@ def test_shipped_model_card_is_in_sync(tag: str) -> None:
     assert str(ROOT) not in regenerated  # no path of the machine that built it
 
 
+@pytest.mark.slow
 def test_publish_refuses_bad_input(run_dir: Path, tmp_path: Path) -> None:
     assert (
         publish.main(
@@ -193,6 +198,7 @@ def test_publish_refuses_bad_input(run_dir: Path, tmp_path: Path) -> None:
         publish.build_repo_folder(run_dir, REPO_ID, tmp_path / "o")
 
 
+@pytest.mark.slow
 def test_upload_refuses_a_repo_of_another_dataset(
     repo: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -246,6 +252,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.slow
 def test_pretrained_from_offline_hf_cache(repo: Path, tmp_path: Path) -> None:
     cache = tmp_path / "hf" / "hub"
     _place_in_cache(repo, cache, REPO_ID)
@@ -292,6 +299,7 @@ def test_missing_cache_entry_fails_fast_naming_the_repo(
     assert connects == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tag", SHIPPED_TAGS)
 def test_shipped_weights_reproduce_the_benchmark(tag: str) -> None:
     """The shipped folder's test metrics are a stored benchmarks/accuracy.py run's, its preprocessing is the
@@ -369,6 +377,7 @@ print(json.dumps({"input_size": config["input_size"], "labels": model.pretrained
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tag", SHIPPED_TAGS)
 def test_shipped_tag_loads_offline_from_the_package(tag: str, tmp_path: Path) -> None:
     """timm.create_model(<tag>, pretrained=True) from the packaged file with an empty, offline Hugging Face

@@ -177,13 +177,17 @@ def test_mixed_inputs_give_one_row_each(decals_model, mixed):
     assert info["label_names"] == list(GALAXY10_DECALS_CLASSES) and info["dataset"] == "galaxy10_decals"
 
 
+@pytest.mark.slow
 def test_decoding_workers_give_the_same_rows(decals_model, mixed, tmp_path):
     _, inputs, _, _, _ = mixed
     threaded = predict(inputs[:5], decals_model, batch_size=3, progress=False)
     workers = predict(inputs[:5], decals_model, batch_size=3, num_workers=1, progress=False)
-    assert threaded.equals(workers)
+    # The same rows in the same order; values to float32 rounding (the forwards may run on another number of
+    # threads, whose convolutions can sum in another order on some CPUs).
+    pd.testing.assert_frame_equal(threaded, workers, check_exact=False, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_cpu_pipelines_give_the_rows_and_maps_of_one(decals_model, mixed, tmp_path, monkeypatch):
     from timm_galaxy_attn.catalog import engine, maps_path, read_maps
 
@@ -312,6 +316,7 @@ def test_folder_listing_is_sorted_and_recursive(tmp_path):
     ]
 
 
+@pytest.mark.slow
 def test_compile_gives_the_rows_of_eager_and_refuses_maps(decals_model, mixed, tmp_path):
     from timm_galaxy_attn import capture_attention
 

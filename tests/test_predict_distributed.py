@@ -57,6 +57,7 @@ def test_blocks_and_pending_ranges():
     assert pending_ranges(0, 3, [True] * 3, 2) == []
 
 
+@pytest.mark.slow
 def test_shards_together_are_the_whole_run(setup, whole, tmp_path, capsys):  # noqa: F811
     _, folder, images = setup
     outs = [tmp_path / f"shard{k}.parquet" for k in range(3)]
@@ -116,6 +117,7 @@ def test_a_shard_split_between_processes_gives_its_rows(setup, whole, tmp_path, 
     _assert_same_catalog(table, whole.slice(5, 5))
 
 
+@pytest.mark.slow
 def test_two_processes_killed_then_resumed_give_the_rows_of_one(setup, whole, tmp_path):  # noqa: F811
     _, folder, images = setup
     accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent))

@@ -28,6 +28,7 @@ def test_the_listed_tags_are_the_shipped_folders() -> None:
     assert DEFAULT_TAG in SHIPPED_TAGS and timm_galaxy_attn.pretrained_path is pretrained_path
 
 
+@pytest.mark.slow
 def test_one_list_of_architectures() -> None:
     # default_cfgs names every registered architecture, and each has its presets (model.MODEL_PRESETS)
     assert set(default_cfgs) == set(MODEL_PRESETS) == set(timm.list_models("galaxy_attn*"))
@@ -68,6 +69,7 @@ def test_tag_loads_the_packaged_weights(tag: str) -> None:
         torch.testing.assert_close(state[key], value.to(state[key].dtype), rtol=0, atol=0, msg=key)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tag", SHIPPED_TAGS)
 def test_tag_adapts_channels_classes_and_features(tag: str) -> None:
     """What timm's test_model_load_pretrained / test_model_features_pretrained ask of every tag."""

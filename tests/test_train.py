@@ -11,10 +11,11 @@ import pytest
 import safetensors.torch
 import timm
 import torch
+from conftest import tiny_args
 from PIL import Image
 from rescore import assert_scores_equal, fresh_logits, sklearn_scores
 from sklearn.metrics import f1_score
-from train_script import run_train, tiny_args, train
+from train_script import run_train, train
 
 import timm_galaxy_attn
 from timm_galaxy_attn.training import (
@@ -44,6 +45,7 @@ def tiny_run(tmp_path_factory, dataset_cache) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_tiny_run_writes_every_output(tiny_run: Path) -> None:
     for rel in (
         "metrics.json",
@@ -66,6 +68,7 @@ def test_tiny_run_writes_every_output(tiny_run: Path) -> None:
             assert im.format == "PNG" and im.width > 64 and im.height > 64
 
 
+@pytest.mark.slow
 def test_metrics_are_consistent(tiny_run: Path) -> None:
     m = json.loads((tiny_run / "metrics.json").read_text())
     test = m["test"]
@@ -89,6 +92,7 @@ def test_metrics_are_consistent(tiny_run: Path) -> None:
     assert all(h["val_n"] == 10 for h in hist)
 
 
+@pytest.mark.slow
 def test_stored_logits_rescore_to_the_stored_metrics(tiny_run: Path) -> None:
     """predictions.npz, scored again by scikit-learn, gives metrics.json's test and validation numbers; the
     final validation score is the best epoch's (same weights, same images)."""
@@ -106,6 +110,7 @@ def test_stored_logits_rescore_to_the_stored_metrics(tiny_run: Path) -> None:
         assert m["validation"][key] == pytest.approx(best[f"val_{key}"], abs=1e-9), key
 
 
+@pytest.mark.slow
 def test_model_folder_loads_with_timm_and_matches_best_weights(tiny_run: Path) -> None:
     model = timm.create_model(f"local-dir:{tiny_run / 'model'}", pretrained=True).eval()
     assert list(model.pretrained_cfg["label_names"]) == list(timm_galaxy_attn.class_names("galaxy10_decals"))
@@ -122,12 +127,14 @@ def test_model_folder_loads_with_timm_and_matches_best_weights(tiny_run: Path) -
     assert_scores_equal(m["test"], sklearn_scores(logits, labels, model.num_classes))
 
 
+@pytest.mark.slow
 def test_resume_of_a_finished_run_does_nothing(tiny_run: Path) -> None:
     before = (tiny_run / "metrics.json").read_bytes()
     assert run_train([*TINY, "--epochs", "2", "--output-dir", str(tiny_run), "--resume"]) == 0
     assert (tiny_run / "metrics.json").read_bytes() == before
 
 
+@pytest.mark.slow
 def test_existing_run_dir_is_refused_and_left_alone(tiny_run: Path) -> None:
     files = {p: p.read_bytes() for p in tiny_run.rglob("*") if p.is_file() and p.suffix in (".json", ".png")}
     with pytest.raises(train.TrainingError, match="already holds files.*--resume"):
@@ -135,6 +142,7 @@ def test_existing_run_dir_is_refused_and_left_alone(tiny_run: Path) -> None:
     assert all(p.read_bytes() == b for p, b in files.items())
 
 
+@pytest.mark.slow
 def test_resume_with_other_arguments_is_refused(tiny_run: Path, tmp_path: Path) -> None:
     with pytest.raises(train.TrainingError, match="different arguments.*--lr"):
         run_train([*TINY, "--epochs", "2", "--lr", "0.5", "--output-dir", str(tiny_run), "--resume"])
@@ -142,6 +150,7 @@ def test_resume_with_other_arguments_is_refused(tiny_run: Path, tmp_path: Path) 
         run_train([*TINY, "--epochs", "1", "--output-dir", str(tmp_path / "none"), "--resume"])
 
 
+@pytest.mark.slow
 def test_corrupt_checkpoint_gives_a_clear_error(tiny_run: Path, tmp_path: Path) -> None:
     import shutil
 
@@ -171,6 +180,7 @@ def test_unknown_dataset_and_model_names(tmp_path: Path) -> None:
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
+@pytest.mark.slow
 def test_bad_input_exits_with_a_message_from_the_command_line(tmp_path: Path) -> None:
     import subprocess
     import sys
@@ -317,6 +327,7 @@ def test_torch_schedulers_give_the_closed_form_rates_of_every_group() -> None:
             scheduler.step()
 
 
+@pytest.mark.slow
 def test_compile_flag_compiles_the_training_model(monkeypatch, tmp_path: Path, dataset_cache: Path) -> None:
     compiled = []
 

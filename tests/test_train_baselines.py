@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import timm
 import torch
+from conftest import tiny_args
 from rescore import assert_scores_equal, fresh_logits, sklearn_scores
-from train_script import run_train, tiny_args
+from train_script import run_train
 
 TINY = tiny_args(32, 16, 10, "--epochs", "1", "--mixed-precision", "no")
 pytestmark = pytest.mark.usefixtures("dataset_cache")
@@ -32,6 +33,7 @@ def check_run(out: Path, arch: str) -> dict:
     return m
 
 
+@pytest.mark.slow
 def test_timm_peer_trains_with_the_same_script(tmp_path: Path, capsys) -> None:
     out = tmp_path / "resnet"
     assert run_train([*TINY, "--model", "resnet18", "--output-dir", str(out)]) == 0
@@ -43,6 +45,7 @@ def test_timm_peer_trains_with_the_same_script(tmp_path: Path, capsys) -> None:
     assert "no attention estimators, so no heatmaps" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_attention_ablation_and_model_options(tmp_path: Path) -> None:
     out = tmp_path / "ablation"
     assert run_train([*TINY, "--no-attention", "--compatibility", "dp", "--output-dir", str(out)]) == 0

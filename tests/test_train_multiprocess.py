@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from train_script import run_train, tiny_args
+from conftest import tiny_args
+from train_script import run_train
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # 11 validation / test images: not a multiple of 2 processes x eval batch 4, so padding must be dropped
@@ -24,6 +25,7 @@ TINY = tiny_args(
 )
 
 
+@pytest.mark.slow
 def test_two_processes_give_the_counts_of_one(tmp_path: Path, dataset_cache: Path) -> None:
     accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent)) or "accelerate"
     env = dict(

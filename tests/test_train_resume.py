@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import safetensors.torch
 import torch
-from train_script import run_train, tiny_args
+from conftest import tiny_args
+from train_script import run_train
 
 pytestmark = pytest.mark.usefixtures("dataset_cache")
 
@@ -22,6 +23,7 @@ def weights(run: Path) -> dict[str, torch.Tensor]:
     return safetensors.torch.load_file(str(run / "checkpoints" / "step_00000006" / "model.safetensors"))
 
 
+@pytest.mark.slow
 def test_stop_mid_epoch_then_resume_equals_uninterrupted(tmp_path: Path) -> None:
     full, cut = tmp_path / "full", tmp_path / "cut"
     assert run_train([*TINY, "--output-dir", str(full)]) == 0

@@ -170,8 +170,8 @@ def nearest(cat: EmbeddingCatalog, vector: np.ndarray, k: int):
     from sklearn.preprocessing import normalize
 
     _check_k(cat, k)
-    # Euclidean on unit vectors ranks as cosine does (|a - b|^2 = 2 - 2 cos) and takes scikit-learn's fast
-    # float32 path (its metric="cosine" took 6x as long for a query against 300k random 384-d rows here).
+    # Euclidean on unit vectors ranks as cosine does (|a - b|^2 = 2 - 2 cos) and takes scikit-learn's
+    # float32 Euclidean path, which is faster than its metric="cosine".
     index = NearestNeighbors(n_neighbors=k, algorithm="brute").fit(normalize(cat.vectors))
     distance, position = index.kneighbors(normalize(vector.reshape(1, -1).astype(np.float32)))
     result = cat.rows.iloc[position[0]].reset_index(drop=True)
