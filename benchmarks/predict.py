@@ -82,6 +82,15 @@ def tool_throughput(files: list[Path], loaded, tmp: Path, **kw) -> float:
     return len(files) / seconds
 
 
+def jpeg_decoder() -> str:
+    """Which library decodes RGB JPEGs at full size in the catalogue (simplejpeg when installed, else PIL)."""
+    from importlib.metadata import version
+
+    from timm_galaxy_attn.catalog import decode
+
+    return f"simplejpeg {version('simplejpeg')}" if decode.simplejpeg is not None else "PIL"
+
+
 def stage_costs(files: list[Path], loaded, model, choice, batch: int, size: int) -> dict[str, float]:
     """Per-image seconds on one thread of decoding (JPEG to the model's pixels) and of the forward, and the
     ceiling they set: with every core busy, no overlap beats cores / (decode + forward) images/s."""
@@ -241,6 +250,7 @@ def report(args, best: dict, n_of: dict[str, int], choice, size: int, check: dic
         **facts,
         "torch": torch.__version__,
         "timm": timm.__version__,
+        "jpeg_decoder": jpeg_decoder(),
         "machine_shared": args.shared,
         "note": f"best of {args.rounds} interleaved rounds"
         + (", machine shared with other jobs" * args.shared),

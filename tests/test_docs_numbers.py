@@ -116,6 +116,8 @@ RARE = ("test/per_class/Don't know/f1", "test/per_class/Merger/f1")
 RARE_SUPPORT = ("test/per_class/Don't know/support", "test/per_class/Merger/support")
 FAITH = f"{RESULTS}/attention/faithfulness.json"
 KNN = f"{RESULTS}/embeddings/knn.json"
+PREDICT_AVX2 = f"{RESULTS}/predict_amd_avx2.json"
+THROUGHPUT_MD = "docs/throughput.md"
 LFL_OURS, LFL_RESNET = "ours_tiny_128s4_sampler_10ep", "resnet18_128_sampler_10ep"
 LFL_CONVNEXT = "convnext_atto_128_sampler_10ep"
 
@@ -240,6 +242,13 @@ CLAIMS: tuple[Claim, ...] = (
           ("training/1/matmul_gflops/bf16", "training/1/matmul_gflops/fp32"), (F(".1f"), F(".0f"))),
     Claim(TRAINING_MD, "trains at #x the speed of `--mixed-precision no` (both fp32), and natively it picks "
           "bf16 at #x fp32", SPEED_AMD, ("training/1/ratio", "training/0/ratio"), F(".2f")),
+    # docs/throughput.md: the catalogue against the bare forward with simplejpeg, held to AVX2
+    Claim(THROUGHPUT_MD, "(fp32; `benchmarks/results/predict_amd_avx2.json`, # JPEGs", PREDICT_AVX2,
+          ("rows/0/n_images",), F(".0f")),
+    Claim(THROUGHPUT_MD, "`predict` runs at #x the bare forward (#x with `--maps`) against a ceiling of #x",
+          PREDICT_AVX2, ("rows/1/ratio", "rows/2/ratio", "rows/5/ratio"), F(".2f")),
+    Claim(THROUGHPUT_MD, "decode and crop take # ms and its forward # ms", PREDICT_AVX2,
+          ("stage_costs_1_thread/decode_s", "stage_costs_1_thread/forward_s"), F(".1f", 1000)),
 )  # fmt: skip
 
 
