@@ -2,7 +2,10 @@
 
 Galaxy10 DECaLS and Galaxy10 SDSS are the astroNN datasets of Leung & Bovy (labels from Galaxy Zoo);
 ``gz1_sdss`` is the small real SDSS sample with Galaxy Zoo 1 majority labels kept in
-``../shared/data/gz1_sdss`` (see its README).
+``../shared/data/gz1_sdss`` (see its README). ``gz2_kaggle`` / ``gz2_kaggle_spiral`` are the Kaggle
+Galaxy Zoo 2 galaxies (Willett et al. 2013; images SDSS) built by ``scripts/build_gz2_kaggle.py``: the
+most voted answer of GZ2 task 1, and the spiral / non-spiral label of the Cosmic-Compendium repository
+(docs/data_gz2.md).
 """
 
 from __future__ import annotations
@@ -45,10 +48,16 @@ GZ1_SDSS_CLASSES: tuple[str, ...] = (
     "Merger",
 )
 
+# ``label`` of gz2_kaggle: the most voted answer of GZ2 task 1 (ties: the first).
+GZ2_KAGGLE_CLASSES: tuple[str, ...] = ("smooth", "features or disk", "star or artifact")
+GZ2_SPIRAL_CLASSES: tuple[str, ...] = ("non-spiral", "spiral")
+
 DATASET_CLASSES: dict[str, tuple[str, ...]] = {
     "galaxy10_decals": GALAXY10_DECALS_CLASSES,
     "galaxy10_sdss": GALAXY10_SDSS_CLASSES,
     "gz1_sdss": GZ1_SDSS_CLASSES,
+    "gz2_kaggle": GZ2_KAGGLE_CLASSES,
+    "gz2_kaggle_spiral": GZ2_SPIRAL_CLASSES,
 }
 
 # Labels that swap under a mirror flip (a clockwise spiral seen in a mirror winds anticlockwise).
@@ -57,6 +66,8 @@ MIRROR_LABEL_SWAPS: dict[str, dict[int, int]] = {
     "galaxy10_decals": {},
     "galaxy10_sdss": {},
     "gz1_sdss": {1: 2, 2: 1},
+    "gz2_kaggle": {},
+    "gz2_kaggle_spiral": {},
 }
 
 

@@ -47,6 +47,7 @@ from .pretrained import (
     default_cfgs,  # noqa: F401  (register_model reads this module's default_cfgs)
     missing_weights_error,
 )
+from .vote_head import VoteHead
 
 __all__ = [
     "CONFIG_ARCHITECTURES",
@@ -168,6 +169,8 @@ class GalaxyAttnVGG(nn.Module):
         stem_stride: 1 (the paper) or 2 / 4: the first one / two convs stride by 2, so that larger images
             cost what a 2x / 4x smaller one costs at stride 1. The parameters do not change.
         attention: False builds the ablation without attention: the classifier sees ``g`` alone.
+        vote_head: Add the Galaxy Zoo 2 vote-fraction head (``timm_galaxy_attn.vote_head``), read by
+            :meth:`forward_questions`; ``forward`` and ``forward_head`` are unchanged.
     """
 
     # A constant for TorchScript, so that the ablation (no estimators) compiles only its own branch.
@@ -184,6 +187,7 @@ class GalaxyAttnVGG(nn.Module):
         drop_rate: float = 0.0,
         stem_stride: int = 1,
         attention: bool = True,
+        vote_head: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__()
@@ -224,6 +228,7 @@ class GalaxyAttnVGG(nn.Module):
             self.num_features = self.head_hidden_size = dim
         self.head_drop = nn.Dropout(drop_rate)
         self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.vote_head = VoteHead(self.num_features) if vote_head else None
 
         self.feature_info = _feature_info(widths, stem_stride, attn_position)
         self._init_weights()
@@ -325,6 +330,13 @@ class GalaxyAttnVGG(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
+
+    @torch.jit.unused
+    def forward_questions(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per-question logits ``{question: (B, answers)}`` of the vote head from forward_features' output."""
+        if self.vote_head is None:
+            raise RuntimeError("This model has no vote head: create it with vote_head=True.")
+        return self.vote_head(self.head_drop(x))
 
     def forward_intermediates(
         self,

@@ -28,7 +28,8 @@ the ``galaxy_attn_vgg.<dataset>`` pretrained config (crop, mean, std) where that
 so baselines see the same pixels; for other sources (synthetic, your own files) the same config with the whole
 image kept (``crop_pct=1``). ``--image-size`` and ``--crop-pct`` override it. Training batches are augmented
 on the fly (``BatchAugment``: rotations, flips with the mirror label swap), evaluation batches only
-normalised (``normalize_batch``).
+normalised (``normalize_batch``). ``--joint gz2_kaggle gz2_kaggle_spiral`` adds the Galaxy Zoo 2 training
+images and a vote-fraction head to a gz1_sdss run (``training/joint.py``, docs/pretraining.md).
 
 Fine-tuning (``--pretrained``): ``--model`` names trained weights (a tag such as
 ``galaxy_attn_vgg_tiny_s4.gz1_sdss``, ``local-dir:FOLDER`` or ``hf-hub:ORG/NAME``); the model starts from
@@ -67,9 +68,9 @@ from timm_galaxy_attn.training import (
     TrainConfig,
     TrainingError,
     build_scheduler,
-    class_weights,
     create_model,
     finetune_model,
+    joint,
     load_best,
     load_pretrained,
     load_splits,
@@ -162,14 +163,14 @@ def build_trainer(
     train_x, train_y = data.tensors["train"]
     world = accelerator.num_processes
     optimizer = make_optimizer(model, cfg)
-    steps_per_epoch = len(step_batches(torch.arange(len(train_y)), cfg.batch_size * world, world))
+    epoch_images = torch.arange(joint.train_epoch_length(cfg, data))  # --joint: gz1_sdss's + joint draw
+    steps_per_epoch = len(step_batches(epoch_images, cfg.batch_size * world, world))
     if steps_per_epoch == 0:
         raise TrainingError(
             f"{len(train_y)} training images cannot fill one step of {world} processes; use fewer processes."
         )
     scheduler = build_scheduler(optimizer, cfg, steps_per_epoch)
-    weight = class_weights(train_y, data.num_classes, cfg.balance_power) if cfg.balance == "loss" else None
-    criterion = nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.label_smoothing)
+    criterion = joint.make_criterion(cfg, data)  # --joint: GZ1 cross-entropy + vote loss (training/joint.py)
     val_loader = make_eval_loader(*data.tensors["validation"], cfg.eval_batch_size)
     test_loader = make_eval_loader(*data.tensors["test"], cfg.eval_batch_size)
     model, optimizer, scheduler, val_loader, test_loader = accelerator.prepare(
@@ -179,7 +180,7 @@ def build_trainer(
     criterion = criterion.to(accelerator.device)
     trainer = Trainer(
         accelerator, model, forward, optimizer, scheduler, criterion, data.augment, train_x, train_y,
-        data.num_classes, cfg,
+        data.num_classes, cfg, data.train_votes, data.train_sources,
     )  # fmt: skip
     return trainer, val_loader, test_loader
 
@@ -274,9 +275,9 @@ def finish(run: Run, finetune: dict[str, Any] | None, n_params: int) -> None:
         about = {"best_epoch": best_epoch, "finetune": finetune, "num_params": n_params}
         facts_run = {"num_processes": acc.num_processes, "wall_time_s": run.wall_time()}
         metrics = final_metrics(run.cfg, state, scores, facts, about, facts_run)
-        write_outputs(
-            run.out, metrics, unwrapped, data.data_config, val_logits, val_labels, test_logits, test_labels
-        )
+        logits = (val_logits, val_labels, test_logits, test_labels)
+        with joint.detached_vote_head(unwrapped, run.out / "model"):  # model/: the GZ1 classifier only
+            write_outputs(run.out, metrics, unwrapped, data.data_config, *logits)
         print(summary(metrics, state["best_macro_f1"], run.out, run.heatmaps))
     acc.wait_for_everyone()
 
@@ -300,6 +301,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # data: every split decoded once (at the weights' data config when fine-tuning)
     data = load_splits(cfg, accelerator, base)
+    if cfg.joint:  # the training splits of the GZ2 sources, for the vote head
+        data = joint.add_joint_sources(data, cfg, accelerator)
     accelerator.print(data.describe())
 
     # model, optimizer, LR schedule, loss, all through accelerate.prepare

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..labels import GZ2_KAGGLE_CLASSES, GZ2_SPIRAL_CLASSES  # the class names live in labels.py
 from .hdf5 import GalaxyDataError
 from .splits import MATCH_THRESHOLD, PIN_COLUMN, SPLIT_NAMES, match_images
 
@@ -101,9 +102,6 @@ KAGGLE_VOTE_COLUMNS = {
     "Class8.6": "gz2_t08_merger",
     "Class8.7": "gz2_t08_dust_lane",
 }
-# ``label`` of gz2_kaggle: the most voted answer of GZ2 task 1 (ties: the first).
-GZ2_KAGGLE_CLASSES = ("smooth", "features or disk", "star or artifact")
-GZ2_SPIRAL_CLASSES = ("non-spiral", "spiral")
 _PELLEGRINI_FILE = re.compile(r"data/exercise_3_debug/(?:labels\.csv|images/\d+\.jpg)$")
 _COSMIC_IMAGE = re.compile(r"data/(?:galaxies/(?:train/|validation/)?)?(spirals|non_spirals)/(\d+)\.jpg$")
 

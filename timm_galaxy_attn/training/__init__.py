@@ -1,6 +1,6 @@
 """The parts of ``training/train.py``: the typed config (its command line, its checks, the recipes), data,
-models and fine-tuning, the optimizer and LR schedule, the training loop, checkpoints, the run folder and
-its report."""
+models and fine-tuning, joint training with the Galaxy Zoo 2 vote head (``joint``), the optimizer and LR
+schedule, the training loop, checkpoints, the run folder and its report."""
 
 from __future__ import annotations
 

@@ -152,8 +152,11 @@ def validate_config(cfg: TrainConfig) -> None:
     Raises:
         TrainingError: The first problem found, with its fix.
     """
+    from .joint import check_joint
+
     _check_values(cfg)
     _check_dataset(cfg)
+    check_joint(cfg)
     check_model_name(cfg.model)
     if cfg.pretrained:
         _check_finetune(cfg)

@@ -106,6 +106,20 @@ class TrainConfig:
     test_fraction: float = _option(0.1, "test fraction of the split", "data")
     synthetic_per_class: int = _option(200, "images per class of --dataset synthetic", "data")
     max_train_samples: int | None = _option(None, "use only this many training images", "data")
+    joint: list[str] | None = _option(
+        None,
+        "also train a Galaxy Zoo 2 vote head on the training split of these sources (gz2_kaggle, "
+        "gz2_kaggle_spiral; needs --dataset gz1_sdss; docs/pretraining.md)",
+        "data",
+        nargs="+",
+    )
+    joint_data_path: str | None = _option(
+        None, "folder holding the --joint sources (default: $GZ2_KAGGLE_DIR or the data root)", "data"
+    )
+    joint_per_epoch: int | None = _option(
+        None, "images of the --joint sources drawn per epoch (default: all of them)", "data"
+    )
+    vote_weight: float = _option(1.0, "with --joint: factor of the vote loss", "optimisation")
     crop_pct: float | None = _option(None, "centre-crop fraction (default: the data config's)", "data")
     mean: list[float] | None = _option(None, "per-channel mean (default: the data config's)", "data", nargs=3)
     std: list[float] | None = _option(None, "per-channel std (default: the data config's)", "data", nargs=3)

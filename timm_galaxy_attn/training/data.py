@@ -103,6 +103,8 @@ class Splits:
     class_set: str | None
     data_config: dict[str, Any]
     augment: Callable[..., tuple[torch.Tensor, torch.Tensor]]
+    train_votes: torch.Tensor | None = None  # --joint: vote rows of the training images (joint.py)
+    train_sources: torch.Tensor | None = None  # --joint: 0 gz1_sdss, i the i-th joint source
 
     @property
     def num_classes(self) -> int:
@@ -111,6 +113,8 @@ class Splits:
     def describe(self) -> str:
         """The line a run prints about its data."""
         sizes = ", ".join(f"{k} {len(v[1])}" for k, v in self.tensors.items())
+        if self.train_sources is not None:
+            sizes += f" (train: {int((self.train_sources == 0).sum())} with GZ1 labels, the rest votes)"
         return (
             f"Data: {sizes} images at {self.data_config['input_size'][-1]} px, {self.num_classes} classes; "
             f"data config {self.data_config}"

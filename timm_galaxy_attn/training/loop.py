@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from .config import TrainConfig
 from .data import class_weights
 from .finetune import freeze_batchnorm_stats
+from .joint import joint_epoch_order, joint_forward_loss
 
 __all__ = ["EpochStats", "Trainer", "epoch_order", "predict", "score", "step_batches", "train_epoch"]
 
@@ -74,6 +75,8 @@ class Trainer:
     train_y: torch.Tensor
     num_classes: int
     cfg: TrainConfig
+    train_votes: torch.Tensor | None = None  # --joint (joint.py): vote rows and sources of train_x
+    train_sources: torch.Tensor | None = None
 
     @property
     def world(self) -> int:
@@ -85,12 +88,15 @@ class Trainer:
 
     def epoch_batches(self, epoch: int) -> list[torch.Tensor]:
         """The global batches of ``epoch`` (each split over the processes at its step)."""
-        order = epoch_order(self.cfg, epoch, self.train_y, self.num_classes)
+        if self.train_sources is None:
+            order = epoch_order(self.cfg, epoch, self.train_y, self.num_classes)
+        else:
+            order = joint_epoch_order(self.cfg, epoch, self.train_y, self.train_sources, self.num_classes)
         return step_batches(order, self.global_batch, self.world)
 
     @functools.cached_property
     def steps_per_epoch(self) -> int:
-        return len(step_batches(torch.arange(len(self.train_y)), self.global_batch, self.world))
+        return len(self.epoch_batches(0))
 
 
 @dataclasses.dataclass
@@ -106,23 +112,27 @@ def train_step(t: Trainer, idx: torch.Tensor, step_seed: int) -> tuple[float, in
     """One optimizer step on the training images ``idx``; returns (loss, correct, n) of this process."""
     acc, cfg = t.accelerator, t.cfg
     torch.manual_seed(step_seed)  # every draw of this step (augmentation, dropout): resumable exactly
+    labels = t.train_y[idx].to(acc.device)
     x, y = t.augment(
-        t.train_x[idx].to(acc.device),
-        t.train_y[idx].to(acc.device),
-        generator=torch.Generator().manual_seed(step_seed),
+        t.train_x[idx].to(acc.device), labels.clamp(min=0), generator=torch.Generator().manual_seed(step_seed)
     )
+    y = torch.where(labels < 0, labels, y)  # -1 (no GZ1 label, --joint) stays -1 under the mirror swap
     if cfg.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    with acc.autocast():
-        logits = t.forward(x)
-    loss = t.criterion(logits.float(), y)
+    if t.train_votes is None:
+        with acc.autocast():
+            logits = t.forward(x)
+        loss = t.criterion(logits.float(), y)
+    else:
+        votes = t.train_votes[idx].to(acc.device)
+        logits, loss = joint_forward_loss(acc, t.model, t.criterion, x, y, votes)
     acc.backward(loss)
     if cfg.clip_grad:
         acc.clip_grad_norm_(t.model.parameters(), cfg.clip_grad)
     t.optimizer.step()
     t.scheduler.step()
     t.optimizer.zero_grad(set_to_none=True)
-    return loss.item(), (logits.argmax(1) == y).sum().item(), len(y)
+    return loss.item(), (logits.argmax(1) == y).sum().item(), int((y >= 0).sum())
 
 
 def _checkpoint_due(cfg: TrainConfig, global_step: int, step: int, n_steps: int) -> bool:

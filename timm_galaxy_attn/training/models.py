@@ -43,6 +43,8 @@ def create_model(cfg: TrainConfig, tag: str | None, num_classes: int) -> nn.Modu
         kwargs.update({k: getattr(cfg, k) for k in GALAXY_MODEL_OPTIONS if getattr(cfg, k) is not None})
         if tag is not None and "." not in name and f"{name}.{tag}" in timm.list_pretrained(name):
             name = f"{name}.{tag}"  # the dataset's tag of the variant, when it has one (its label names)
+    if cfg.joint:
+        kwargs["vote_head"] = True  # the GZ2 vote head of joint training (timm_galaxy_attn.vote_head)
     if cfg.drop_rate is not None:
         kwargs["drop_rate"] = cfg.drop_rate
     return timm.create_model(name, pretrained=False, **kwargs)
