@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import timm
 import yaml
-from conftest import load_script
+from conftest import load_script, tiny_args
 
 from timm_galaxy_attn.pretrained import SHIPPED_TAGS, pretrained_path
 
@@ -31,10 +31,8 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny real run of training/train.py (synthetic set: Galaxy10 DECaLS class names, 10 classes)."""
     out = tmp_path_factory.mktemp("hub_run") / "run"
     cmd = [
-        sys.executable, str(ROOT / "training" / "train.py"), "--dataset", "synthetic",
-        "--synthetic-per-class", "6", "--model", "galaxy_attn_vgg_small", "--image-size", "32",
-        "--epochs", "1", "--batch-size", "20", "--max-train-samples", "20",
-        "--num-heatmaps", "2", "--output-dir", str(out),
+        sys.executable, str(ROOT / "training" / "train.py"), *tiny_args(20, 20, 6),
+        "--model", "galaxy_attn_vgg_small", "--epochs", "1", "--num-heatmaps", "2", "--output-dir", str(out),
     ]  # fmt: skip
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TQDM_DISABLE="1")
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)

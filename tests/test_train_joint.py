@@ -16,7 +16,8 @@ from train_script import run_train
 
 from timm_galaxy_attn.data.gz2_kaggle import build_gz2_kaggle
 from timm_galaxy_attn.training import TrainConfig, TrainingError, validate_config
-from timm_galaxy_attn.training.joint import VOTE_HEAD_FILE, joint_epoch_order
+from timm_galaxy_attn.training.joint import joint_epoch_order
+from timm_galaxy_attn.vote_head import VOTE_HEAD_FILE
 
 SLICE = REPO_ROOT / "tests" / "data" / "gz2_kaggle_slice"
 

@@ -122,3 +122,28 @@ def test_default_model_has_no_vote_head() -> None:
 def test_shipped_weights_load_strictly() -> None:
     model = timm.create_model("galaxy_attn_vgg_tiny_s4.gz1_sdss", pretrained=True)  # strict load inside
     assert model.vote_head is None and model.num_classes == 6
+
+
+def test_pretrained_vote_head_loads_from_beside_the_weights(tmp_path) -> None:
+    import safetensors.torch
+
+    from timm_galaxy_attn.hf import save_pretrained_folder
+    from timm_galaxy_attn.vote_head import VOTE_HEAD_FILE
+
+    torch.manual_seed(0)
+    trained = timm.create_model("galaxy_attn_vgg_small", num_classes=6, vote_head=True).eval()
+    head, trained.vote_head = trained.vote_head, None
+    folder = save_pretrained_folder(trained, tmp_path / "model", label_names=[str(i) for i in range(6)])
+    with pytest.raises(RuntimeError, match="have no vote head"):
+        timm.create_model(f"local-dir:{folder}", pretrained=True, vote_head=True)
+    safetensors.torch.save_file(head.state_dict(), str(folder / VOTE_HEAD_FILE))
+    plain = timm.create_model(f"local-dir:{folder}", pretrained=True).eval()
+    both = timm.create_model(f"local-dir:{folder}", pretrained=True, vote_head=True).eval()
+    assert plain.vote_head is None
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        features = both.forward_features(x)
+        expected = head(features)
+        assert torch.equal(both(x), plain(x))
+        got = both.forward_questions(features)
+    assert got.keys() == expected.keys() and all(torch.equal(got[q], expected[q]) for q in got)

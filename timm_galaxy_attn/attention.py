@@ -80,6 +80,9 @@ def capture_attention(model: nn.Module) -> Iterator[list[torch.Tensor]]:
     to deep. Each forward replaces the previous contents. The hooks are removed on exit, so nothing is
     kept between batches outside the block.
 
+    Args:
+        model: A GalaxyAttnVGG (or a module holding one) with its attention estimators.
+
     Example::
 
         with capture_attention(model) as maps:

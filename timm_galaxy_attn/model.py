@@ -47,7 +47,7 @@ from .pretrained import (
     default_cfgs,  # noqa: F401  (register_model reads this module's default_cfgs)
     missing_weights_error,
 )
-from .vote_head import VoteHead
+from .vote_head import VoteHead, add_vote_head_weights
 
 __all__ = [
     "CONFIG_ARCHITECTURES",
@@ -423,6 +423,7 @@ def _create_galaxy_attn_vgg(variant: str, pretrained: bool, kwargs: dict[str, An
             variant,
             pretrained,
             feature_cfg=dict(feature_cls="getter", out_indices=(0, 1, 2, 3)),
+            pretrained_filter_fn=add_vote_head_weights,  # vote_head=True: the head beside the weights
             **kwargs,
         )
     except Exception as error:

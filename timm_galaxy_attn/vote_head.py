@@ -11,9 +11,11 @@ normalised vote fractions, each question weighted by the fraction of volunteers 
 question in turn. Besides the GZ2 questions of ``KAGGLE_VOTE_COLUMNS`` it has ``cc_spiral``, the
 spiral / non-spiral label of ``gz2_kaggle_spiral`` (a derived label, one-hot, weight 1 where known).
 
-Use::
+Trained weights keep the head in ``VOTE_HEAD_FILE`` beside their ``model.safetensors`` (which holds the GZ1
+classifier alone, so every loader reads it as before); ``vote_head=True`` with ``pretrained=True`` also loads
+the head (:func:`add_vote_head_weights`, timm's pretrained filter). Use::
 
-    model = timm.create_model("galaxy_attn_vgg_tiny_s4", num_classes=6, vote_head=True)
+    model = timm.create_model("galaxy_attn_vgg_tiny_s4.gz_sdss", pretrained=True, vote_head=True)
     features = model.forward_features(x)
     logits = model.forward_head(features)            # the GZ1 classes, as without the head
     questions = model.forward_questions(features)    # {"gz2_t01": (B, 3) logits, ...}
@@ -22,6 +24,8 @@ Use::
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -30,14 +34,18 @@ import torch.nn.functional as F
 from .labels import GZ2_SPIRAL_CLASSES
 
 __all__ = [
+    "VOTE_HEAD_FILE",
     "GZ2_QUESTIONS",
     "SPIRAL_QUESTION",
     "VOTE_QUESTIONS",
     "VoteHead",
+    "add_vote_head_weights",
     "question_slices",
     "vote_loss",
     "vote_target_columns",
 ]
+
+VOTE_HEAD_FILE = "vote_head.safetensors"  # the head's weights, beside model.safetensors
 
 
 def _gz2_questions() -> dict[str, tuple[str, ...]]:
@@ -125,3 +133,45 @@ def vote_loss(
         per_galaxy = per_galaxy + reach * ce
     voted = (votes.sum(1) > 0).float()
     return (per_galaxy * voted).sum() / voted.sum().clamp(min=1)
+
+
+def _vote_head_file(pretrained_cfg: Mapping[str, Any]) -> Path:
+    """Where the vote head of a pretrained config lives: beside its file, in its folder, or on the Hub."""
+    file, source, hub_id = (
+        pretrained_cfg.get("file"),
+        pretrained_cfg.get("source"),
+        pretrained_cfg.get("hf_hub_id"),
+    )
+    if source == "local-dir":
+        return Path(file) / VOTE_HEAD_FILE
+    if file:
+        return Path(file).with_name(VOTE_HEAD_FILE)
+    if hub_id:
+        from huggingface_hub import hf_hub_download
+
+        return Path(hf_hub_download(hub_id, VOTE_HEAD_FILE))
+    raise RuntimeError("These pretrained weights name no file or Hub repository to read a vote head from.")
+
+
+def add_vote_head_weights(state_dict: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+    """timm's pretrained filter: with a vote head on ``model``, its weights from ``VOTE_HEAD_FILE``.
+
+    Args:
+        state_dict: The pretrained weights (``model.safetensors``: the GZ1 classifier).
+        model: The model being built (its ``pretrained_cfg`` says where the weights came from).
+
+    Returns:
+        ``state_dict`` with ``vote_head.*`` added when the model has a head and the weights lack one.
+    """
+    if getattr(model, "vote_head", None) is None or any(k.startswith("vote_head.") for k in state_dict):
+        return state_dict
+    import safetensors.torch
+
+    path = _vote_head_file(model.pretrained_cfg)
+    if not path.is_file():
+        raise RuntimeError(
+            f"These weights have no vote head ({path} does not exist): create the model without "
+            "vote_head=True, or use weights trained with --joint (docs/pretraining.md)."
+        )
+    head = safetensors.torch.load_file(str(path))
+    return {**state_dict, **{f"vote_head.{k}": v for k, v in head.items()}}

@@ -165,7 +165,13 @@ def _file_unit(path: Path) -> Unit:
 
 
 def collect_inputs(inputs: Sequence[str | os.PathLike], *, fits_bands: str | None = None) -> InputList:
-    """List the items of ``inputs`` (files and folders) in a deterministic order, without decoding pixels."""
+    """List the items of ``inputs`` (files and folders) in a deterministic order, without decoding pixels.
+
+    Args:
+        inputs: Image, HDF5 and FITS files, and folders of them (walked recursively).
+        fits_bands: The three bands of a group of single-band FITS files (``NAME_g.fits``, ...) to read as
+            RGB, e.g. ``"grz"``; None: the group must hold exactly three.
+    """
     files = _expand(inputs)
     groups: dict[tuple[Path, str], list[Path]] = {}
     for p in files:

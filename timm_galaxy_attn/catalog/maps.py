@@ -37,7 +37,11 @@ class MapsError(ValueError):
 
 
 def maps_path(out: str | os.PathLike) -> Path:
-    """The sidecar of catalogue ``out``: ``<out>.maps.h5``."""
+    """The sidecar of a catalog: ``<out>.maps.h5``.
+
+    Args:
+        out: The catalog's path.
+    """
     out = Path(out)
     return out.with_name(out.name + MAPS_SUFFIX)
 
@@ -125,7 +129,12 @@ def merge_maps(ranges: list[tuple[int, int]], parts_dir: Path, out: Path, attrs:
 
 
 def read_maps(path: str | os.PathLike, rows: Sequence[int]) -> tuple[dict[str, str], list[list[np.ndarray]]]:
-    """The sidecar's attributes and, for each catalogue row in ``rows``, its three float maps."""
+    """The sidecar's attributes and, for each catalog row in ``rows``, its three float maps.
+
+    Args:
+        path: The maps sidecar (:func:`maps_path`).
+        rows: Catalog rows to read.
+    """
     import h5py
 
     path = Path(path)

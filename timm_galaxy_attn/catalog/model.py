@@ -165,6 +165,10 @@ def load_model(spec: str | os.PathLike | nn.Module, *, allow_random_weights: boo
     repository (``hf-hub:ORG/NAME``), or an ``nn.Module``.
     A name whose weights cannot be had is an error unless ``allow_random_weights`` (then the model is
     randomly initialised and ``weights_sha256`` is None).
+
+    Args:
+        spec: The model's name, folder, Hub id or module (above).
+        allow_random_weights: Accept a name without weights (random initialisation).
     """
     if isinstance(spec, nn.Module):
         cfg = dict(getattr(spec, "pretrained_cfg", None) or {})

@@ -86,12 +86,12 @@ def _title(cols: dict[str, list], i: int) -> str:
     return heatmap_title(cols["pred_label"][i], max(cols[c][i] for c in cols if c.startswith("prob_")))
 
 
-def _check_rows(cols: dict[str, list], rows: Sequence[int], catalogue: Path) -> None:
+def _check_rows(cols: dict[str, list], rows: Sequence[int], catalog: Path) -> None:
     """Every row in ``rows`` exists, has maps and still has its input files."""
     n = len(cols["index"])
     for r in rows:
         if not 0 <= r < n:
-            raise MapsError(f"row {r} is not in {catalogue} (rows 0..{n - 1})")
+            raise MapsError(f"row {r} is not in {catalog} (rows 0..{n - 1})")
         if cols["error"][r] is not None:
             raise MapsError(f"row {r} has no attention maps: its input failed ({cols['error'][r]})")
         missing = [p for p in cols["source"][r].split(";") if not Path(p).is_file()]
@@ -100,7 +100,7 @@ def _check_rows(cols: dict[str, list], rows: Sequence[int], catalogue: Path) -> 
 
 
 def render(
-    catalogue: str | os.PathLike,
+    catalog: str | os.PathLike,
     rows: Sequence[int] | None,
     out_dir: str | os.PathLike,
     *,
@@ -110,16 +110,22 @@ def render(
 
     Raises :class:`.maps.MapsError` (or FileNotFoundError) with the reason when the catalogue, its
     maps or a row's input cannot be used; every row is checked before the first PNG is written.
+
+    Args:
+        catalog: The catalog written by ``galaxy-attn predict --maps``.
+        rows: Catalog rows to draw; None: every row with maps.
+        out_dir: Folder of the PNGs.
+        maps: The maps sidecar, if not beside the catalog.
     """
-    catalogue = Path(catalogue)
-    cols, meta = _read_catalog(catalogue)
-    sidecar = Path(maps) if maps is not None else maps_path(catalogue)
+    catalog = Path(catalog)
+    cols, meta = _read_catalog(catalog)
+    sidecar = Path(maps) if maps is not None else maps_path(catalog)
     if rows is None:
         rows = [i for i in range(len(cols["index"])) if cols["error"][i] is None]
-    _check_rows(cols, rows, catalogue)
+    _check_rows(cols, rows, catalog)
     attrs, stored = read_maps(sidecar, rows)
     if attrs.get("run_fingerprint") != meta.get("run_fingerprint"):
-        raise MapsError(f"{sidecar} belongs to another run than {catalogue}; pass the catalogue's own maps.")
+        raise MapsError(f"{sidecar} belongs to another run than {catalog}; pass the catalogue's own maps.")
     crop_pct = float(meta["data_config"]["crop_pct"])
     written = []
     for r, row_maps in zip(rows, stored, strict=True):

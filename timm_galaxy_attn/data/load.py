@@ -53,7 +53,11 @@ _CACHE_VERSION = 1
 
 
 def split_info(dsdict: datasets.DatasetDict) -> dict:
-    """The split rule and counts recorded by :func:`load_galaxy_dataset` (from ``info.description``)."""
+    """The split rule and counts recorded by :func:`load_galaxy_dataset` (from ``info.description``).
+
+    Args:
+        dsdict: A DatasetDict returned by :func:`load_galaxy_dataset`.
+    """
     ds = next(iter(dsdict.values()))
     try:
         return json.loads(ds.info.description)

@@ -287,6 +287,11 @@ def make_synthetic_galaxies(n_per_class: int, size: int = 64, seed: int = 0) -> 
 
     Deterministic for a ``seed``; images come out shuffled. ``masks`` mark the structure that defines
     each image's class (see the module docstring).
+
+    Args:
+        n_per_class: Galaxies per class.
+        size: Image side in pixels.
+        seed: Random seed.
     """
     if n_per_class < 1:
         raise ValueError(f"n_per_class must be >= 1, got {n_per_class}")

@@ -50,6 +50,9 @@ def load_metric(name: str):
 
     The module keeps its data in memory (``keep_in_memory=True``): nothing is written to the evaluate cache
     except the copy of the script that ``evaluate`` imports.
+
+    Args:
+        name: ``accuracy``, ``balanced_accuracy``, ``macro_f1``, ``per_class`` or ``ece``.
     """
     path = metric_script_path(name)
     with _LOCK:
@@ -151,6 +154,11 @@ def fit_temperature(logits, labels, *, bounds: tuple[float, float] = (0.05, 20.0
 
     The NLL is convex in 1/T, so a bounded scalar search over log T finds the global minimum inside
     ``bounds``. Returns T as a float (T > 1 softens over-confident models). Apply as softmax(logits / T).
+
+    Args:
+        logits: (N, C) validation logits.
+        labels: (N,) integer labels.
+        bounds: The search interval of T.
     """
     from scipy.optimize import minimize_scalar
 
@@ -175,6 +183,12 @@ def fit_temperature(logits, labels, *, bounds: tuple[float, float] = (0.05, 20.0
 
 
 def expected_calibration_error(probs, labels, n_bins: int = 15) -> float:
-    """Top-label expected calibration error with ``n_bins`` equal-width bins (0 = perfectly calibrated)."""
+    """Top-label expected calibration error with ``n_bins`` equal-width bins (0 = perfectly calibrated).
+
+    Args:
+        probs: (N, C) class probabilities.
+        labels: (N,) integer labels.
+        n_bins: Confidence bins.
+    """
     p, y = _core.check_probabilities(probs, labels)
     return _core.expected_calibration_error(p, y, n_bins=n_bins)

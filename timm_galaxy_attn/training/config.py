@@ -13,6 +13,9 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+from timm_galaxy_attn.attention import COMPATIBILITIES, NORMALIZATIONS
+from timm_galaxy_attn.model import ATTN_POSITIONS, STEM_STRIDES
+
 from .errors import TrainingError
 from .recipes import RECIPES
 
@@ -145,10 +148,10 @@ class TrainConfig:
         1.0, "with --pretrained: learning rate of the pretrained non-head parameters = lr * this", "model"
     )
     drop_rate: float | None = _option(None, "dropout before the classifier", "model")
-    stem_stride: int | None = _option(None, "galaxy_attn_vgg only", "model", choices=(1, 2, 4))
-    compatibility: str | None = _option(None, "galaxy_attn_vgg only", "model", choices=("pc", "dp"))
-    normalize: str | None = _option(None, "galaxy_attn_vgg only", "model", choices=("softmax", "sigmoid"))
-    attn_position: str | None = _option(None, "galaxy_attn_vgg only", "model", choices=("before", "after"))
+    stem_stride: int | None = _option(None, "galaxy_attn_vgg only", "model", choices=STEM_STRIDES)
+    compatibility: str | None = _option(None, "galaxy_attn_vgg only", "model", choices=COMPATIBILITIES)
+    normalize: str | None = _option(None, "galaxy_attn_vgg only", "model", choices=NORMALIZATIONS)
+    attn_position: str | None = _option(None, "galaxy_attn_vgg only", "model", choices=ATTN_POSITIONS)
     attention: bool | None = _option(
         None,
         "galaxy_attn_vgg ablation: classifier on the global feature g, no attention",

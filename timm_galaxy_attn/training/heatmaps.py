@@ -53,7 +53,7 @@ def save_heatmaps(
         epoch: The epoch (1-based), in the title.
     """
     from timm_galaxy_attn.data import normalize_batch
-    from timm_galaxy_attn.viz import save_attention_grid
+    from timm_galaxy_attn.viz import prediction_titles, save_attention_grid
 
     was_training = model.training
     model.eval()
@@ -62,8 +62,5 @@ def save_heatmaps(
     model.train(was_training)
     pred = logits.argmax(1).cpu()
     rows = [[m[i].cpu() for m in maps] for i in range(len(images))]
-    titles = [
-        f"true: {label_names[t]} | pred: {label_names[p]}"
-        for t, p in zip(labels.tolist(), pred.tolist(), strict=True)
-    ]
+    titles = prediction_titles(labels.tolist(), pred.tolist(), label_names)
     save_attention_grid(list(images), rows, path, titles=titles, title=f"epoch {epoch}")

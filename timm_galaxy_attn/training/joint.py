@@ -23,7 +23,13 @@ import torch.nn.functional as F
 from accelerate import Accelerator
 
 from timm_galaxy_attn.labels import GZ2_SPIRAL_CLASSES
-from timm_galaxy_attn.vote_head import SPIRAL_QUESTION, VOTE_QUESTIONS, vote_loss, vote_target_columns
+from timm_galaxy_attn.vote_head import (
+    SPIRAL_QUESTION,
+    VOTE_HEAD_FILE,
+    VOTE_QUESTIONS,
+    vote_loss,
+    vote_target_columns,
+)
 
 from .config import TrainConfig
 from .data import Splits, class_weights
@@ -31,7 +37,6 @@ from .errors import TrainingError
 
 __all__ = [
     "JOINT_SOURCES",
-    "VOTE_HEAD_FILE",
     "JointLoss",
     "add_joint_sources",
     "check_joint",
@@ -44,7 +49,6 @@ __all__ = [
 ]
 
 JOINT_SOURCES = ("gz2_kaggle", "gz2_kaggle_spiral")
-VOTE_HEAD_FILE = "vote_head.safetensors"  # next to model.safetensors in the run's model/ folder
 
 
 def check_joint(cfg: TrainConfig) -> None:

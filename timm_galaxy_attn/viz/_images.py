@@ -105,7 +105,7 @@ def check_maps(maps: Any, what: str = "maps") -> list[np.ndarray]:
     return [as_map(m, f"{what}[{i}]") for i, m in enumerate(maps)]
 
 
-def _normalise(m: np.ndarray) -> np.ndarray:
+def _min_max(m: np.ndarray) -> np.ndarray:
     """Min-max to [0, 1]; a constant map becomes all zeros (nothing stands out)."""
     lo, hi = float(m.min()), float(m.max())
     if hi - lo <= 1e-12 * max(1.0, abs(hi)):
@@ -144,7 +144,7 @@ def heat_tile(shown: Image.Image, amap: np.ndarray, cmap: str, alpha: float) -> 
     import matplotlib
 
     w, h = shown.size
-    up = Image.fromarray(_normalise(amap).astype(np.float32), mode="F").resize(
+    up = Image.fromarray(_min_max(amap).astype(np.float32), mode="F").resize(
         (w, h), Image.Resampling.BILINEAR
     )
     values = np.clip(np.asarray(up, dtype=np.float64), 0.0, 1.0)
