@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -14,15 +12,14 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 import torch
-from test_cli import N_IMAGES, _assert_same_catalog, _run
-from test_cli import setup as setup  # noqa: F401  (a fixture)
+from conftest import N_IMAGES, accelerate_launcher, assert_same_catalog, run_predict_process
 
 from timm_galaxy_attn.catalog import PredictOptions, predict, run
 from timm_galaxy_attn.catalog.options import split_block
 from timm_galaxy_attn.catalog.parts import pending_ranges, read_meta
 from timm_galaxy_attn.cli import main
 
-BROKEN = 4  # g04.png of the setup does not decode
+BROKEN = 4  # g04.png of the cli_setup does not decode
 
 
 def _args(images: Path, folder: Path, out: Path, *extra: str) -> list[str]:
@@ -40,9 +37,9 @@ def _args(images: Path, folder: Path, out: Path, *extra: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def whole(setup, tmp_path_factory):  # noqa: F811
-    """The one-process catalog of the setup's images."""
-    _, folder, images = setup
+def whole(cli_setup, tmp_path_factory):
+    """The one-process catalog of the cli_setup's images."""
+    _, folder, images = cli_setup
     out = tmp_path_factory.mktemp("whole") / "whole.parquet"
     assert main(["predict", *_args(images, folder, out)]) == 1  # one broken image
     return pq.read_table(out)
@@ -58,8 +55,8 @@ def test_blocks_and_pending_ranges():
 
 
 @pytest.mark.slow
-def test_shards_together_are_the_whole_run(setup, whole, tmp_path, capsys):  # noqa: F811
-    _, folder, images = setup
+def test_shards_together_are_the_whole_run(cli_setup, whole, tmp_path, capsys):
+    _, folder, images = cli_setup
     outs = [tmp_path / f"shard{k}.parquet" for k in range(3)]
     codes = [
         main(["predict", *_args(images, folder, out, "--shard", f"{k}/3")]) for k, out in enumerate(outs)
@@ -68,7 +65,7 @@ def test_shards_together_are_the_whole_run(setup, whole, tmp_path, capsys):  # n
     assert [pq.read_metadata(out).num_rows for out in outs] == [4, 3, 3]
     assert read_meta(outs[1])["shard"] == {"index": 1, "count": 3, "rows": [4, 7]}
     combined = ds.dataset([str(out) for out in outs], format="parquet").to_table().sort_by("index")
-    _assert_same_catalog(combined, whole)
+    assert_same_catalog(combined, whole)
     assert "shard" not in json.loads(whole.schema.metadata[b"galaxy_attn"])  # unsharded: no shard key
     capsys.readouterr()
     assert main(["predict", *_args(images, folder, outs[0], "--shard", "1/3")]) == 2  # another shard's run
@@ -82,8 +79,8 @@ def test_shards_together_are_the_whole_run(setup, whole, tmp_path, capsys):  # n
 
 
 @pytest.mark.parametrize("bad", ["3/2", "x", "1/0", "-1/2", "1/2/3"])
-def test_a_bad_shard_is_a_one_line_error(setup, bad, tmp_path, capsys):  # noqa: F811
-    _, folder, images = setup
+def test_a_bad_shard_is_a_one_line_error(cli_setup, bad, tmp_path, capsys):
+    _, folder, images = cli_setup
     with pytest.raises(SystemExit) as stop:
         main(["predict", *_args(images, folder, tmp_path / "x.parquet", f"--shard={bad}")])
     assert stop.value.code == 2
@@ -101,10 +98,10 @@ def _fake_process(monkeypatch, rank: int, world: int) -> None:
     monkeypatch.setattr(run, "_process_state", lambda device: (state, torch.device("cpu")))
 
 
-def test_a_shard_split_between_processes_gives_its_rows(setup, whole, tmp_path, monkeypatch):  # noqa: F811
+def test_a_shard_split_between_processes_gives_its_rows(cli_setup, whole, tmp_path, monkeypatch):
     """Shard 1/2 (rows 5..9) on two processes, run one after the other: rank 1 commits its parts first,
     then the main process its own and merges."""
-    _, folder, images = setup
+    _, folder, images = cli_setup
     out = tmp_path / "s1.parquet"
     kw = dict(out=out, shard="1/2", batch_size=2, progress=False, output="arrow")
     _fake_process(monkeypatch, 1, 2)
@@ -114,30 +111,30 @@ def test_a_shard_split_between_processes_gives_its_rows(setup, whole, tmp_path, 
     ]
     _fake_process(monkeypatch, 0, 2)
     table = predict(images, folder, **kw)
-    _assert_same_catalog(table, whole.slice(5, 5))
+    assert_same_catalog(table, whole.slice(5, 5))
 
 
 @pytest.mark.slow
-def test_two_processes_killed_then_resumed_give_the_rows_of_one(setup, whole, tmp_path):  # noqa: F811
-    _, folder, images = setup
-    accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent))
-    launcher = [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1"]
-    launcher += ["--mixed_precision", "no", "--dynamo_backend", "no"]
+def test_two_processes_killed_then_resumed_give_the_rows_of_one(cli_setup, whole, tmp_path):
+    _, folder, images = cli_setup
+    launcher = accelerate_launcher(2)
     out = tmp_path / "two.parquet"
-    killed = _run(_args(images, folder, out), kill_after=2, launcher=launcher)  # each after its 2nd batch
+    killed = run_predict_process(
+        _args(images, folder, out), kill_after=2, launcher=launcher
+    )  # each after its 2nd batch
     assert killed.returncode != 0, killed.stderr[-3000:]
     parts = list(out.with_name(out.name + ".parts").glob("part-*.parquet"))
     assert not out.exists() and 2 <= len(parts) <= 4, (parts, killed.stderr[-3000:])  # of 6 batches
-    resumed = _run(_args(images, folder, out), launcher=launcher)
+    resumed = run_predict_process(_args(images, folder, out), launcher=launcher)
     assert resumed.returncode != 0  # the broken image: exit status 1, as with one process
     assert f"{N_IMAGES} rows" in resumed.stderr and "1 failed" in resumed.stderr, resumed.stderr[-3000:]
     counts = re.search(r"(\d+) predicted now, (\d+) already written", resumed.stderr)
     assert counts and (int(counts[1]), int(counts[2])) == (N_IMAGES - 2 * len(parts), 2 * len(parts))
-    _assert_same_catalog(pq.read_table(out), whole)
+    assert_same_catalog(pq.read_table(out), whole)
 
 
-def test_options_are_checked_where_they_are_built(setup, tmp_path, capsys):  # noqa: F811
-    _, folder, images = setup
+def test_options_are_checked_where_they_are_built(cli_setup, tmp_path, capsys):
+    _, folder, images = cli_setup
     with pytest.raises(TypeError, match="Unknown option.*batchsize.*the options are: tta"):
         predict(images, folder, batchsize=2)
     with pytest.raises(ValueError, match="tta='d8' is not supported; choose one of 'none', 'd4'"):

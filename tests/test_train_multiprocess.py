@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import tiny_args
+from conftest import accelerate_launcher, tiny_args
 from train_script import run_train
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -27,7 +25,6 @@ TINY = tiny_args(
 
 @pytest.mark.slow
 def test_two_processes_give_the_counts_of_one(tmp_path: Path, dataset_cache: Path) -> None:
-    accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent)) or "accelerate"
     env = dict(
         os.environ,
         GALAXY_ATTN_CACHE=str(dataset_cache),
@@ -38,17 +35,7 @@ def test_two_processes_give_the_counts_of_one(tmp_path: Path, dataset_cache: Pat
     two = tmp_path / "two"
     proc = subprocess.run(
         [
-            accelerate,
-            "launch",
-            "--multi_gpu",
-            "--num_processes",
-            "2",
-            "--num_machines",
-            "1",
-            "--mixed_precision",
-            "no",
-            "--dynamo_backend",
-            "no",
+            *accelerate_launcher(2),
             str(REPO_ROOT / "training" / "train.py"),
             *TINY,
             "--output-dir",
