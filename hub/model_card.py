@@ -188,6 +188,43 @@ def card_command(command: str, tag: str, num_processes: int = 1) -> str:
     return f"{launch} training/train.py {' '.join(kept)}"
 
 
+def _joint(metrics: dict[str, Any]) -> tuple[list[str], int]:
+    """The ``--joint`` sources of the run's command and how many of its training images they gave."""
+    words = str(metrics.get("command", "")).split()
+    if "--joint" not in words:
+        return [], 0
+    rest = words[words.index("--joint") + 1 :]
+    sources = rest[: next((i for i, w in enumerate(rest) if w.startswith("--")), len(rest))]
+    labelled = int(metrics.get("split", {}).get("counts", {}).get("train", 0))
+    return sources, int(metrics.get("n", {}).get("train", labelled)) - labelled
+
+
+def _vote_head(folder: Path, metrics: dict[str, Any]) -> dict[str, Any]:
+    """The vote-head section: its questions, when the folder holds ``VOTE_HEAD_FILE``."""
+    from timm_galaxy_attn.vote_head import VOTE_HEAD_FILE, VOTE_QUESTIONS
+
+    if not (folder / VOTE_HEAD_FILE).is_file():
+        return {"vote_head": None}
+    sources, n = _joint(metrics)
+    questions = [
+        f"`{q}` ({', '.join(a.removeprefix(q + '_') for a in ans)})" for q, ans in VOTE_QUESTIONS.items()
+    ]
+    return {"vote_head": {"file": VOTE_HEAD_FILE, "questions": questions, "sources": sources, "n": n}}
+
+
+def _training_data(ctx: dict[str, Any], metrics: dict[str, Any]) -> str:
+    """The summary's training data: the labelled images, and the vote-only images of a joint run."""
+    sources, n_votes = _joint(metrics)
+    n = metrics.get("n", {}).get("train", "n/a")
+    if not sources:
+        return f"{ctx['dataset_title']}, {n} images"
+    labelled = int(n) - n_votes
+    return (
+        f"{ctx['dataset_title']}, {labelled} images with its labels; and {n_votes} SDSS images with "
+        f"Galaxy Zoo 2 votes only ({', '.join(f'`{s}`' for s in sources)})"
+    )
+
+
 def _training(metrics: dict[str, Any], config: dict[str, Any], info: DatasetInfo, tag: str) -> dict[str, Any]:
     """The training command and the table of model, data, split, recipe, selection and time."""
     n, split, args = metrics.get("n", {}), metrics.get("split", {}), config.get("model_args", {})
@@ -245,7 +282,7 @@ def _summary(ctx: dict[str, Any], metrics: dict[str, Any], repo_id: str) -> list
         ("task", f"galaxy morphology, {len(ctx['names'])} classes (image classification)"),
         ("model", f"`{ctx['name']}`, {_fmt_int(metrics.get('num_params'))} parameters"),
         ("input", f"{ctx['size']}x{ctx['size']} px RGB"),
-        ("training data", f"{ctx['dataset_title']}, {metrics.get('n', {}).get('train', 'n/a')} images"),
+        ("training data", _training_data(ctx, metrics)),
         (
             "test accuracy / macro-F1 / balanced accuracy",
             f"{_f(test['accuracy'])} / {_f(test['macro_f1'])} / {_f(test['balanced_accuracy'])} "
@@ -271,7 +308,7 @@ def render_model_card(folder: str | os.PathLike) -> str:
     info = dataset_info(metrics)
     ctx = _identity(repo_id, config, info)
     ctx |= _results(metrics, ctx["names"]) | _figures(folder) | _limits(metrics, ctx["names"])
-    ctx |= _training(metrics, config, info, ctx["tag"])
+    ctx |= _training(metrics, config, info, ctx["tag"]) | _vote_head(folder, metrics)
     crop_pct = float(cfg.get("crop_pct", 1.0))
     ctx |= {
         "repo_id": repo_id,

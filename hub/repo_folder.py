@@ -14,6 +14,7 @@ from hub_common import CAPTIONS, CARD_NAME, FIGURES, RESULTS_TABLE, PublishError
 from model_card import render_model_card
 
 from timm_galaxy_attn._io import replace_dir
+from timm_galaxy_attn.vote_head import VOTE_HEAD_FILE
 
 FigureArg = str | os.PathLike | tuple[str | os.PathLike, str]
 
@@ -108,6 +109,8 @@ def build_repo_folder(
     try:
         repo = tmp / "repo"
         save_pretrained_folder(model, repo, label_names=label_names, pretrained_cfg={"hf_hub_id": repo_id})
+        if (model_dir / VOTE_HEAD_FILE).is_file():  # a --joint run: its Galaxy Zoo 2 vote head
+            shutil.copy2(model_dir / VOTE_HEAD_FILE, repo / VOTE_HEAD_FILE)
         _copy_figures(run_dir, repo / FIGURES, metrics.get("best_epoch"), figures_extra)
         if results_table is not None:
             if not Path(results_table).is_file():
