@@ -1,7 +1,7 @@
 """Linear probe on frozen embeddings: a logistic regression on each model's features, on a new real task.
 
     OMP_NUM_THREADS=1 python benchmarks/linear_probe.py                     # gz_decals_rings, 5 split seeds
-    python benchmarks/linear_probe.py --models old=galaxy_attn_vgg_tiny_s4.gz1_sdss new=local-dir:RUN/model
+    python benchmarks/linear_probe.py --models ref=galaxy_attn_vgg_tiny_s4.gz_sdss mine=local-dir:RUN/model
 
 The sanity check Zoobot's users ask of pretrained weights. Each model embeds the 470 Galaxy Zoo DECaLS ring /
 not-ring galaxies of ``../shared/data/gz_decals_rings`` once, frozen, at its own data config: the
@@ -37,6 +37,7 @@ from timm_galaxy_attn.data import load_galaxy_dataset, normalize_batch, prepare_
 HERE = Path(__file__).resolve().parent
 DATASET = HERE.parent.parent / "shared" / "data" / "gz_decals_rings" / "data.parquet"
 DEFAULT_MODELS = {
+    "tiny_gz_sdss": "galaxy_attn_vgg_tiny_s4.gz_sdss",
     "tiny_gz1_sdss": "galaxy_attn_vgg_tiny_s4.gz1_sdss",
     "tiny_random_init": "galaxy_attn_vgg_tiny_s4",
 }

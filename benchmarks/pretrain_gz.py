@@ -1,4 +1,4 @@
-"""Joint GZ1 + Galaxy Zoo 2 vote-head training against the shipped weights, on gz1_sdss validation or test.
+"""A training run (joint GZ1 + Galaxy Zoo 2 votes, or its GZ1-only control) against shipped weights.
 
     HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 OMP_NUM_THREADS=1 .venv/bin/python benchmarks/pretrain_gz.py \\
         [--run runs/pretrain_gz/tiny_s4_joint_seed0] [--shipped TAG] [--split test]
@@ -49,7 +49,7 @@ def joint_model(run: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     if not best.is_file():
         raise SystemExit(f"{best} does not exist yet: wait for the run's first epoch to finish.")
     kwargs = {k: cfg[k] for k in ("stem_stride", "compatibility", "normalize", "attn_position") if cfg.get(k)}
-    model = timm.create_model(cfg["model"], num_classes=6, vote_head=True, **kwargs)
+    model = timm.create_model(cfg["model"], num_classes=6, vote_head=bool(cfg.get("joint")), **kwargs)
     model.load_state_dict(safetensors.torch.load_file(str(best)))
     with safetensors.safe_open(str(best), "pt") as f:
         epoch = int(f.metadata()["epoch"])

@@ -118,6 +118,26 @@ FAITH = f"{RESULTS}/attention/faithfulness.json"
 KNN = f"{RESULTS}/embeddings/knn.json"
 PREDICT_AVX2 = f"{RESULTS}/predict_amd_avx2.json"
 THROUGHPUT_MD = "docs/throughput.md"
+PRETRAIN_MD = "docs/pretraining.md"
+PRETRAIN_VAL = f"{RESULTS}/pretrain_gz/validation.json"
+PRETRAIN_TEST = f"{RESULTS}/pretrain_gz/test.json"
+JOINT_RUN = f"{RESULTS}/pretrain_gz/runs/tiny_s4_joint/seed0/metrics.json"
+PROBE = f"{RESULTS}/linear_probe/results.json"
+SHIPPED_JOINT = "galaxy_attn_vgg_tiny_s4.gz_sdss"
+F3, S3 = F(".3f"), F("+.3f")
+TEST_ORDER = ("accuracy", "macro_f1", "balanced_accuracy")
+
+
+def new_and_ci(*metrics: str) -> tuple[str, ...]:
+    """The joint run's ``metric`` and its 95% interval, for each metric (pretrain_gz results)."""
+    return tuple(p for m in metrics for p in (f"new/{m}", f"new/ci95/{m}"))
+
+
+def probe_mean_sd(name: str) -> tuple[str, str]:
+    """Mean and sd over split seeds of the test ROC-AUC of a linear-probe model."""
+    return (f"summary/models/{name}/roc_auc/0", f"summary/models/{name}/roc_auc/1")
+
+
 LFL_OURS, LFL_RESNET = "ours_tiny_128s4_sampler_10ep", "resnet18_128_sampler_10ep"
 LFL_CONVNEXT = "convnext_atto_128_sampler_10ep"
 
@@ -159,6 +179,7 @@ CLAIMS: tuple[Claim, ...] = (
     # README: "Which model for what": the shipped weights as loaded (normalization_rescore.py), test, 95% CI
     Claim(README, f"| `{SHIPPED_TINY}` | ...{ROW_CELLS}", RESCORE, shipped(SHIPPED_TINY, *TABLE_METRICS)),
     Claim(README, f"| `{SHIPPED_VGG}` | ...{ROW_CELLS}", RESCORE, shipped(SHIPPED_VGG, *TABLE_METRICS)),
+    Claim(README, f"| `{SHIPPED_JOINT}` | ...{ROW_CELLS}", PRETRAIN_TEST, new_and_ci(*TABLE_METRICS)),
     # docs/results.md: the shipped row, the paper's network, paired differences, three-seed means
     Claim(RESULTS_MD, "on test: accuracy # [#, #], balanced accuracy # [#, #], macro-F1 # [#, #]", ACCURACY,
           run0(TINY_ROW, *TABLE_METRICS)),
@@ -249,6 +270,24 @@ CLAIMS: tuple[Claim, ...] = (
           PREDICT_AVX2, ("rows/1/ratio", "rows/2/ratio", "rows/5/ratio"), F(".2f")),
     Claim(THROUGHPUT_MD, "decode and crop take # ms and its forward # ms", PREDICT_AVX2,
           ("stage_costs_1_thread/decode_s", "stage_costs_1_thread/forward_s"), F(".1f", 1000)),
+    # docs/pretraining.md: the joint run, the decision on validation, test once, the linear probe
+    Claim(PRETRAIN_MD, "24 epochs took # minutes (# training images/s", JOINT_RUN,
+          ("wall_time_s", "images_per_s"), (F(".0f", 1 / 60), F(".0f"))),
+    Claim(PRETRAIN_MD, "macro-F1 # vs # and balanced accuracy # vs # (paired differences # [#, #] and "
+          "# [#, #])",
+          PRETRAIN_VAL, ("new/macro_f1", "shipped/macro_f1", "new/balanced_accuracy",
+                         "shipped/balanced_accuracy", "difference_new_minus_shipped/macro_f1",
+                         "difference_new_minus_shipped/balanced_accuracy"), (F3,) * 4 + (S3,) * 6),
+    Claim(PRETRAIN_MD, "accuracy # [#, #], macro-F1 # [#, #], balanced accuracy # [#, #]; against",
+          PRETRAIN_TEST, new_and_ci("accuracy", "macro_f1", "balanced_accuracy"), F3),
+    Claim(PRETRAIN_MD, "paired # [#, #], # [#, #] and # [#, #]. Per class", PRETRAIN_TEST,
+          tuple(f"difference_new_minus_shipped/{m}" for m in TEST_ORDER), S3),
+    Claim(PRETRAIN_MD, "test ROC-AUC # +- # with the new weights and # +- # with the old (level: old minus "
+          "new # [#, #]), both above random weights (#) and raw pixels (#)", PROBE,
+          (*probe_mean_sd("tiny_gz_sdss"), *probe_mean_sd("tiny_gz1_sdss"),
+           "summary/minus_reference/tiny_gz1_sdss/mean", "summary/minus_reference/tiny_gz1_sdss/t95",
+           "summary/models/tiny_random_init/roc_auc/0", "summary/models/pixels_32px/roc_auc/0"),
+          (F3, F3, F3, F3, S3, S3, S3, F3, F3)),
 )  # fmt: skip
 
 

@@ -55,9 +55,8 @@ def test_tag_loads_the_packaged_weights(tag: str) -> None:
     } <= files
     cfg = timm.models.get_pretrained_cfg(tag)
     assert cfg.file == str(folder / "model.safetensors") and cfg.hf_hub_id == f"timm-galaxy-attn/{tag}"
-    assert tuple(cfg.label_names) == DATASET_CLASSES[tag.split(".")[1]] and cfg.num_classes == len(
-        cfg.label_names
-    )
+    dataset = json.loads((folder / "metrics.json").read_text())["dataset"]  # the classes it was trained on
+    assert tuple(cfg.label_names) == DATASET_CLASSES[dataset] and cfg.num_classes == len(cfg.label_names)
     stored = load_file(str(folder / "model.safetensors"))
     assert {v.dtype for v in stored.values() if v.is_floating_point()} == {torch.float16}  # half the bytes
     assert json.loads((folder / "config.json").read_text())["dtype"] == "float32"  # the compute dtype

@@ -82,6 +82,10 @@ default_cfgs = generate_default_cfgs(
         "galaxy_attn_vgg.gz1_sdss": _shipped("galaxy_attn_vgg.gz1_sdss", label_names=GZ1_SDSS_CLASSES),
         "galaxy_attn_vgg_small": _cfg(),
         "galaxy_attn_vgg_small_s4": _cfg(**_S4),
+        # GZ1 classes trained jointly with a Galaxy Zoo 2 vote head (vote_head.safetensors beside the weights)
+        "galaxy_attn_vgg_tiny_s4.gz_sdss": _shipped(
+            "galaxy_attn_vgg_tiny_s4.gz_sdss", label_names=GZ1_SDSS_CLASSES, **_S4
+        ),
         "galaxy_attn_vgg_tiny_s4.gz1_sdss": _shipped(
             "galaxy_attn_vgg_tiny_s4.gz1_sdss", label_names=GZ1_SDSS_CLASSES, **_S4
         ),
@@ -92,8 +96,9 @@ SHIPPED_TAGS: tuple[str, ...] = tuple(
     f"{arch}.{tag}" for arch, cfg in default_cfgs.items() for tag, c in cfg.cfgs.items() if tag and c.file
 )
 
-# The best shipped weights on validation (docs/results.md): the catalogue's default model.
-DEFAULT_TAG = "galaxy_attn_vgg_tiny_s4.gz1_sdss"
+# The best shipped weights on validation (benchmarks/results/pretrain_gz/validation.md): the catalogue's
+# default model.
+DEFAULT_TAG = "galaxy_attn_vgg_tiny_s4.gz_sdss"
 
 
 def pretrained_path(tag: str = DEFAULT_TAG) -> Path:
