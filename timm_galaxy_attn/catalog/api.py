@@ -61,7 +61,7 @@ def predict(
     Example::
 
         from timm_galaxy_attn import predict
-        df = predict("cutouts/", model="galaxy_attn_vgg_tiny_s4.gz1_sdss", tta="d4")
+        df = predict("cutouts/", model="galaxy_attn_vgg_tiny_s4.gz_sdss", tta="d4")
     """
     check_choice("output", output, OUTPUTS)
     if isinstance(inputs, (str, os.PathLike)):

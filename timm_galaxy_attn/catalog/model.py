@@ -159,7 +159,7 @@ def _from_name(spec: str, allow_random_weights: bool) -> tuple[nn.Module, Path |
 def load_model(spec: str | os.PathLike | nn.Module, *, allow_random_weights: bool = False) -> LoadedModel:
     """Load the model named by ``spec`` for inference, with safetensors weights only.
 
-    ``spec`` is a timm name with tag (``galaxy_attn_vgg_tiny_s4.gz1_sdss``: the weights shipped in the
+    ``spec`` is a timm name with tag (``galaxy_attn_vgg_tiny_s4.gz_sdss``: the weights shipped in the
     package; a config with only a Hub id reads the Hugging Face cache when offline), a local folder
     (``DIR`` or ``local-dir:DIR``, with config.json in timm format and model.safetensors), a Hub
     repository (``hf-hub:ORG/NAME``), or an ``nn.Module``.
