@@ -124,6 +124,7 @@ PRETRAIN_TEST = f"{RESULTS}/pretrain_gz/test.json"
 JOINT_RUN = f"{RESULTS}/pretrain_gz/tiny_s4_joint/seed0/metrics.json"
 PROBE = f"{RESULTS}/linear_probe/results.json"
 FT_GZ = f"{RESULTS}/finetune_gz_sdss/results.json"
+CONTROL = f"{RESULTS}/pretrain_gz/control"
 FT_GZ_PAIRED = "paired_vs_scratch/finetune_lr0.1/over_seeds"
 SHIPPED_JOINT = "galaxy_attn_vgg_tiny_s4.gz_sdss"
 F3, S3 = F(".3f"), F("+.3f")
@@ -292,6 +293,14 @@ CLAIMS: tuple[Claim, ...] = (
           (F3, F3, F3, F3, S3, S3, S3, F3, F3)),
     Claim(PRETRAIN_MD, "on ROC-AUC by # [#, #] (t interval over seeds)", FT_GZ,
           (f"{FT_GZ_PAIRED}/roc_auc/mean", f"{FT_GZ_PAIRED}/roc_auc/t95"), S3),
+    Claim(PRETRAIN_MD, "scores validation macro-F1 # and balanced accuracy #,", f"{CONTROL}/validation.json",
+          ("new/macro_f1", "new/balanced_accuracy"), F3),
+    Claim(PRETRAIN_MD, "test macro-F1 # and balanced accuracy #; control minus joint on test, paired: "
+          "# [#, #] and # [#, #].", f"{CONTROL}/test.json", ("new/macro_f1", "new/balanced_accuracy",
+          "difference_new_minus_shipped/macro_f1", "difference_new_minus_shipped/balanced_accuracy"),
+          (F3, F3) + (S3,) * 6),
+    Claim(README, "without them score test macro-F1 #, # below with the votes", f"{CONTROL}/test.json",
+          ("new/macro_f1", lambda d: -d["difference_new_minus_shipped"]["macro_f1"][0]), PCT),
     # docs/training.md: fine-tuning from the new default weights on the rings
     Claim(TRAINING_MD, "from scratch ROC-AUC # +- #, fine-tuned with the backbone at lr x 0.1 # +- #", FT_GZ,
           ("conditions/scratch/mean_sd/roc_auc", "conditions/finetune_lr0.1/mean_sd/roc_auc")),
