@@ -209,7 +209,18 @@ def _vote_head(folder: Path, metrics: dict[str, Any]) -> dict[str, Any]:
     questions = [
         f"`{q}` ({', '.join(a.removeprefix(q + '_') for a in ans)})" for q, ans in VOTE_QUESTIONS.items()
     ]
-    return {"vote_head": {"file": VOTE_HEAD_FILE, "questions": questions, "sources": sources, "n": n}}
+    from safetensors import safe_open
+
+    with safe_open(str(folder / VOTE_HEAD_FILE), "pt") as f:
+        params = sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
+    head = {
+        "file": VOTE_HEAD_FILE,
+        "questions": questions,
+        "sources": sources,
+        "n": n,
+        "params": _fmt_int(params),
+    }
+    return {"vote_head": head}
 
 
 def _training_data(ctx: dict[str, Any], metrics: dict[str, Any]) -> str:
