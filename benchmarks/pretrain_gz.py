@@ -92,15 +92,16 @@ def score(logits: np.ndarray, labels: np.ndarray, names: list[str], n_boot: int)
 def markdown(result: dict[str, Any]) -> str:
     """The results table."""
     new, old, diff = result["new"], result["shipped"], result["difference_new_minus_shipped"]
+    run, tag = Path(result["joint_run"]["run"]).name, result["shipped_tag"]
     lines = [
-        f"# Joint GZ1 + GZ2 vote-head training vs the shipped weights (gz1_sdss {result['split_name']})",
+        f"# The run `{run}` vs the shipped `{tag}` (gz1_sdss {result['split_name']})",
         "",
         f"New: `{result['joint_run']['command']}`, best epoch {result['joint_run']['best_epoch']} "
         f"({result['joint_run']['epochs_done']} of {result['joint_run']['epochs']} epochs done). "
-        f"Shipped: `{result['shipped_tag']}`. n = {result['n']} {result['split_name']} galaxies; machine "
+        f"Shipped: `{tag}`. n = {result['n']} {result['split_name']} galaxies; machine "
         f"{result['machine']['cpu_model']}.",
         "",
-        "| metric | new | shipped | new - shipped (paired 95% CI) |",
+        "| metric | new (the run) | shipped | new - shipped (paired 95% CI) |",
         "|---|---|---|---|",
     ]
     for k in METRICS:
