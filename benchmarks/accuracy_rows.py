@@ -89,8 +89,8 @@ _ROWS: tuple[Row, ...] = (
         "dot-product compatibility: g shapes the maps",
     ),
     # The paper's network itself (paper widths, stem stride 1, 32 px) on our recipe: its FLOPs per training
-    # image leave the common budget only a few epochs, so it has a budget of its own (the shipped
-    # galaxy_attn_vgg.gz1_sdss).
+    # image leave the common budget only a few epochs, so it has a budget of its own (its run shipped as
+    # galaxy_attn_vgg.gz1_sdss, since withdrawn: pretrained.RETIRED_TAGS).
     Row(
         "ours_vgg_32s1",
         "ours",

@@ -49,7 +49,16 @@ def joint_model(run: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     if not best.is_file():
         raise SystemExit(f"{best} does not exist yet: wait for the run's first epoch to finish.")
     kwargs = {k: cfg[k] for k in ("stem_stride", "compatibility", "normalize", "attn_position") if cfg.get(k)}
-    model = timm.create_model(cfg["model"], num_classes=6, vote_head=bool(cfg.get("joint")), **kwargs)
+    overlay = {"input_size": (3, cfg["image_size"], cfg["image_size"])} if cfg.get("image_size") else {}
+    if cfg.get("crop_pct"):
+        overlay["crop_pct"] = cfg["crop_pct"]  # the run's --image-size / --crop-pct, as it trained
+    model = timm.create_model(
+        cfg["model"],
+        num_classes=6,
+        vote_head=bool(cfg.get("joint")),
+        pretrained_cfg_overlay=overlay,
+        **kwargs,
+    )
     model.load_state_dict(safetensors.torch.load_file(str(best)))
     with safetensors.safe_open(str(best), "pt") as f:
         epoch = int(f.metadata()["epoch"])

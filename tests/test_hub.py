@@ -17,6 +17,7 @@ import timm
 import yaml
 from conftest import load_script, tiny_args
 
+from timm_galaxy_attn.device import native_bf16
 from timm_galaxy_attn.pretrained import SHIPPED_TAGS, pretrained_path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -330,8 +331,11 @@ def test_shipped_weights_reproduce_the_benchmark(tag: str) -> None:
     x, y = prepare_tensors(
         load_galaxy_dataset(shipped["dataset"], seed=shipped["split_seed"])["test"], config
     )
-    bf16 = shipped["mixed_precision"] == "bf16"
-    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):  # as the run
+    # as the run, where this CPU runs bf16 natively; elsewhere emulated bf16 would take hours for the paper's
+    # widths, so fp32, which may flip a few borderline galaxies of a bf16 run
+    bf16 = shipped["mixed_precision"] == "bf16" and native_bf16(torch.device("cpu"))[0]
+    same_precision = bf16 or shipped["mixed_precision"] != "bf16"
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         model = model.to(memory_format=torch.channels_last)
         logits = torch.cat(
             [
@@ -343,9 +347,10 @@ def test_shipped_weights_reproduce_the_benchmark(tag: str) -> None:
         ref_logits, ref_labels = f["test_logits"], f["test_labels"]
     assert np.array_equal(y.numpy(), ref_labels)
     agree = (logits.argmax(1).numpy() == ref_logits.argmax(1)).mean()
-    assert agree >= 0.995, f"shipped weights agree with the benchmark run on {agree:.1%} of test images"
+    min_agree, max_flips = (0.995, 2) if same_precision else (0.98, 8)
+    assert agree >= min_agree, f"shipped weights agree with the benchmark run on {agree:.1%} of test images"
     accuracy = float((logits.argmax(1) == y).float().mean())
-    assert abs(accuracy - shipped["test"]["accuracy"]) <= 2 / len(y)
+    assert abs(accuracy - shipped["test"]["accuracy"]) <= max_flips / len(y)
 
 
 SHIPPED_LOAD_SCRIPT = r"""

@@ -21,6 +21,7 @@ from timm_galaxy_attn.catalog import ModelLoadError, collect_inputs, load_model,
 from timm_galaxy_attn.data import eval_transform
 from timm_galaxy_attn.hf import save_pretrained_folder
 from timm_galaxy_attn.labels import DATASET_CLASSES, GALAXY10_DECALS_CLASSES, GZ1_SDSS_CLASSES
+from timm_galaxy_attn.pretrained import pretrained_path
 
 SIZE = 32  # model input; the untagged config keeps the central half (crop_pct 0.5)
 
@@ -280,6 +281,12 @@ def test_csv_out_resume_and_other_runs(decals_model, mixed, tmp_path):
         predict(inputs[:2], decals_model, out=out, progress=False)
     df = predict(inputs[:2], decals_model, out=out, overwrite=True, progress=False)
     assert len(df) == 2
+
+
+def test_architecture_name_loads_its_default_tag() -> None:
+    loaded = load_model("galaxy_attn_vgg")  # as timm.create_model("galaxy_attn_vgg", pretrained=True)
+    assert loaded.weights_file == str(pretrained_path("galaxy_attn_vgg.gz_sdss") / "model.safetensors")
+    assert loaded.model.stem_stride == 4 and loaded.pretrained_cfg["input_size"][-1] == 128
 
 
 def test_model_loading_errors(tmp_path, decals_model):

@@ -92,11 +92,17 @@ def test_tag_adapts_channels_classes_and_features(tag: str) -> None:
 
 def test_architecture_name_loads_its_default_tag_and_weightless_names_fail() -> None:
     model = timm.create_model("galaxy_attn_vgg", pretrained=True)
-    assert model.pretrained_cfg["tag"] == "gz1_sdss" and model.num_classes == 6
+    # the network the weights were trained as (their config.json: the stride-4 stem, 128 px) ...
+    assert model.pretrained_cfg["tag"] == "gz_sdss" and model.num_classes == 6 and model.stem_stride == 4
+    assert tuple(model.pretrained_cfg["input_size"]) == (3, 128, 128)
+    assert timm.create_model("galaxy_attn_vgg.gz_sdss").stem_stride == 4  # a tag named: its network
+    assert timm.create_model("galaxy_attn_vgg", pretrained=True, stem_stride=1).stem_stride == 1  # as asked
+    paper = timm.create_model("galaxy_attn_vgg")  # ... and without weights the paper's, at its 32 px
+    assert paper.stem_stride == 1 and tuple(paper.pretrained_cfg["input_size"]) == (3, 32, 32)
+    with pytest.raises(RuntimeError, match=r"withdrawn: .*replaced by galaxy_attn_vgg\.gz_sdss"):
+        timm.create_model("galaxy_attn_vgg.gz1_sdss", pretrained=True)
     for name in ("galaxy_attn_vgg_small", "galaxy_attn_vgg_small_s4"):
-        with pytest.raises(
-            RuntimeError, match=r"No pretrained weights exist for .*galaxy_attn_vgg\.gz1_sdss"
-        ):
+        with pytest.raises(RuntimeError, match=r"No pretrained weights exist for .*galaxy_attn_vgg\.gz_sdss"):
             timm.create_model(name, pretrained=True)
         assert timm.create_model(name, pretrained=False).num_classes == 10  # random init still works
     with pytest.raises(RuntimeError, match="Invalid pretrained tag"):

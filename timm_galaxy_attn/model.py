@@ -43,9 +43,12 @@ from timm.models._features import feature_take_indices
 
 from .attention import COMPATIBILITIES, NORMALIZATIONS, AttentionEstimator, check_choice
 from .pretrained import (
+    architecture_cfg,
     check_has_weights,
+    check_not_retired,
     default_cfgs,  # noqa: F401  (register_model reads this module's default_cfgs)
     missing_weights_error,
+    shipped_model_args,
 )
 from .vote_head import VoteHead, add_vote_head_weights
 
@@ -413,10 +416,17 @@ def preset_widths(name: str) -> tuple[int, ...]:
 
 
 def _create_galaxy_attn_vgg(variant: str, pretrained: bool, kwargs: dict[str, Any]) -> GalaxyAttnVGG:
-    """Build the registered model ``variant``: its presets (``MODEL_PRESETS``), overridden by ``kwargs``."""
-    kwargs = {**MODEL_PRESETS[variant], **kwargs}
+    """Build the registered model ``variant``: its presets (``MODEL_PRESETS``), with pretrained weights the
+    options they were trained with (``shipped_model_args``), overridden by ``kwargs``. Without weights or a
+    tag, the architecture's own config (``architecture_cfg``: galaxy_attn_vgg at the paper's 32 px)."""
+    check_not_retired(variant, kwargs)
     if pretrained:
         check_has_weights(variant, kwargs)
+    named = isinstance(kwargs.get("pretrained_cfg"), str)  # a tag in the name: its network, weights or not
+    trained_with = shipped_model_args(variant, kwargs) if pretrained or named else {}
+    if not (pretrained or kwargs.get("pretrained_cfg")):
+        kwargs["pretrained_cfg"] = architecture_cfg(variant)  # not its default tag's (128 px for the paper's)
+    kwargs = {**MODEL_PRESETS[variant], **trained_with, **kwargs}
     try:
         return build_model_with_cfg(
             GalaxyAttnVGG,

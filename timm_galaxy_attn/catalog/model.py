@@ -139,6 +139,9 @@ def _from_name(spec: str, allow_random_weights: bool) -> tuple[nn.Module, Path |
             f"Unknown model {spec!r}: not a folder, not hf-hub:ORG/NAME, not a timm model. "
             f"Models of this package: {known} (with weights: {shipped})."
         )
+    default = timm.models.get_pretrained_cfg(arch)
+    if spec == arch and default is not None and default.has_weights and default.tag:
+        spec = f"{arch}.{default.tag}"  # as timm.create_model(arch, pretrained=True): its default tag
     try:
         model = timm.create_model(spec, pretrained=False)
     except RuntimeError as exc:

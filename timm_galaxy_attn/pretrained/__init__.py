@@ -14,6 +14,7 @@ registers it with timm); ``SHIPPED_TAGS`` is derived from it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,10 +29,13 @@ __all__ = [
     "GALAXY_STD",
     "PRETRAINED_DIR",
     "SHIPPED_TAGS",
+    "architecture_cfg",
     "check_has_weights",
+    "check_not_retired",
     "default_cfgs",
     "missing_weights_error",
     "pretrained_path",
+    "shipped_model_args",
 ]
 
 PRETRAINED_DIR = Path(__file__).resolve().parent
@@ -79,7 +83,8 @@ _S4 = dict(input_size=(3, 128, 128), min_input_size=(3, 128, 128))  # stem strid
 # untagged config (random initialisation).
 default_cfgs = generate_default_cfgs(
     {
-        "galaxy_attn_vgg.gz1_sdss": _shipped("galaxy_attn_vgg.gz1_sdss", label_names=GZ1_SDSS_CLASSES),
+        # the paper's widths with the stride-4 stem (its config.json's model_args), trained like the tiny one
+        "galaxy_attn_vgg.gz_sdss": _shipped("galaxy_attn_vgg.gz_sdss", label_names=GZ1_SDSS_CLASSES, **_S4),
         "galaxy_attn_vgg_small": _cfg(),
         "galaxy_attn_vgg_small_s4": _cfg(**_S4),
         # GZ1 classes trained jointly with a Galaxy Zoo 2 vote head (vote_head.safetensors beside the weights)
@@ -91,6 +96,15 @@ default_cfgs = generate_default_cfgs(
         ),
     }
 )
+# The configs of architectures built without weights where these differ from their default tag's: the paper's
+# network is 32 px with a stride-1 stem, its shipped weights 128 px with a stride-4 one.
+UNTRAINED_CFGS: dict[str, dict[str, Any]] = {"galaxy_attn_vgg": _cfg()}
+# Tags that shipped once and were withdrawn: what replaced them and how to get the old network back.
+RETIRED_TAGS: dict[str, str] = {
+    "galaxy_attn_vgg.gz1_sdss": "the paper network's 32 px weights were replaced by galaxy_attn_vgg.gz_sdss "
+    "(128 px, stride-4 stem, trained with the Galaxy Zoo 2 votes, better on validation) to keep the wheel "
+    "small; retrain them with `python benchmarks/accuracy.py --rows ours_vgg_32s1` (docs/results.md)",
+}
 # The tags whose weights ship with the package (a local file in their config).
 SHIPPED_TAGS: tuple[str, ...] = tuple(
     f"{arch}.{tag}" for arch, cfg in default_cfgs.items() for tag, c in cfg.cfgs.items() if tag and c.file
@@ -105,7 +119,7 @@ def pretrained_path(tag: str = DEFAULT_TAG) -> Path:
     """The folder of the shipped weights of a tag.
 
     Args:
-        tag: ``architecture.tag`` with shipped weights (``SHIPPED_TAGS``), e.g. ``galaxy_attn_vgg.gz1_sdss``.
+        tag: ``architecture.tag`` with shipped weights (``SHIPPED_TAGS``), e.g. ``galaxy_attn_vgg.gz_sdss``.
 
     Returns:
         The model folder (config.json, preprocessor_config.json, model.safetensors, README.md).
@@ -130,6 +144,25 @@ def _resolve_cfg(variant: str, kwargs: dict[str, Any]):
     return resolve_pretrained_cfg(variant, kwargs.get("pretrained_cfg"), kwargs.get("pretrained_cfg_overlay"))
 
 
+def architecture_cfg(arch: str) -> dict[str, Any]:
+    """The config of ``arch`` built without weights or a tag: ``UNTRAINED_CFGS`` (``galaxy_attn_vgg``: the
+    paper's 32 px, not the 128 px of its default tag), else its default tag's."""
+    from timm.models import get_pretrained_cfg
+
+    return dict(UNTRAINED_CFGS.get(arch) or get_pretrained_cfg(arch).to_dict())
+
+
+def shipped_model_args(variant: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The architecture options the shipped weights ``variant`` resolves to were trained with (their
+    config.json's ``model_args``: ``galaxy_attn_vgg.gz_sdss`` has the stride-4 stem), {} for other configs;
+    ``kwargs`` are the model function's (``pretrained_cfg``, ``pretrained_cfg_overlay``)."""
+    tag = _resolve_cfg(variant, kwargs).tag
+    name = f"{variant}.{tag}" if tag else variant
+    if name not in SHIPPED_TAGS:
+        return {}
+    return json.loads((PRETRAINED_DIR / name / "config.json").read_text())["model_args"]
+
+
 def check_has_weights(variant: str, kwargs: dict[str, Any]) -> None:
     """pretrained=True on a config without weights is an error (timm itself only warns and initialises
     at random); ``kwargs`` are the model function's (``pretrained_cfg``, ``pretrained_cfg_overlay``)."""
@@ -139,6 +172,17 @@ def check_has_weights(variant: str, kwargs: dict[str, Any]) -> None:
         raise RuntimeError(
             f"No pretrained weights exist for {name!r}. The tags with weights: {', '.join(SHIPPED_TAGS)} "
             "(timm.list_pretrained('galaxy_attn*')); or pass pretrained=False for random initialisation."
+        )
+
+
+def check_not_retired(variant: str, kwargs: dict[str, Any]) -> None:
+    """A withdrawn tag (``RETIRED_TAGS``) is an error that says what replaced it (timm would only call the
+    tag invalid); ``kwargs`` are the model function's."""
+    tag = kwargs.get("pretrained_cfg")
+    name = f"{variant}.{tag}" if isinstance(tag, str) else variant
+    if name in RETIRED_TAGS:
+        raise RuntimeError(
+            f"{name!r} was withdrawn: {RETIRED_TAGS[name]}. The tags with weights: {', '.join(SHIPPED_TAGS)}."
         )
 
 

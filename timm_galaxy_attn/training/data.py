@@ -13,6 +13,7 @@ from accelerate import Accelerator
 from torch.utils.data import DataLoader, TensorDataset
 
 from timm_galaxy_attn.labels import DATASET_CLASSES, MIRROR_LABEL_SWAPS
+from timm_galaxy_attn.pretrained import architecture_cfg
 
 from .config import TrainConfig
 from .models import is_galaxy_model
@@ -48,12 +49,10 @@ def resolve_data_config(tag: str | None, cfg: TrainConfig) -> dict[str, Any]:
     """
     from timm_galaxy_attn.data import SOURCE_CROP_PCT
 
-    galaxy_cfg = timm.models.get_pretrained_cfg("galaxy_attn_vgg").to_dict()
-    data_config = timm.data.resolve_data_config(pretrained_cfg=galaxy_cfg)
+    data_config = timm.data.resolve_data_config(pretrained_cfg=architecture_cfg("galaxy_attn_vgg"))
     data_config["crop_pct"] = SOURCE_CROP_PCT.get(tag, 1.0)  # synthetic / own files: keep the whole image
     if is_galaxy_model(cfg.model):  # the variant's own input size (galaxy_attn_vgg_small_s4: 128 px)
-        variant = timm.models.get_pretrained_cfg(cfg.model.split(".")[0])
-        data_config["input_size"] = tuple(variant.input_size)
+        data_config["input_size"] = tuple(architecture_cfg(cfg.model.split(".")[0])["input_size"])
     return _overrides(data_config, cfg)
 
 
