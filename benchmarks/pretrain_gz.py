@@ -42,23 +42,19 @@ NOTES = {
 }
 
 
-def joint_model(run: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """The run's architecture with its vote head and its best-epoch weights (loaded strictly)."""
+def joint_model(run: Path) -> tuple[torch.nn.Module, dict[str, Any], dict[str, Any]]:
+    """The run's network (built as training built it, vote head included) with its best-epoch weights
+    (loaded strictly), facts about the run, and the data config it trained at."""
+    from timm_galaxy_attn.training.config import TrainConfig
+    from timm_galaxy_attn.training.data import resolve_data_config
+    from timm_galaxy_attn.training.models import create_model
+
     cfg = json.loads((run / "train_config.json").read_text())
     best = run / "checkpoints" / "best.safetensors"
     if not best.is_file():
         raise SystemExit(f"{best} does not exist yet: wait for the run's first epoch to finish.")
-    kwargs = {k: cfg[k] for k in ("stem_stride", "compatibility", "normalize", "attn_position") if cfg.get(k)}
-    overlay = {"input_size": (3, cfg["image_size"], cfg["image_size"])} if cfg.get("image_size") else {}
-    if cfg.get("crop_pct"):
-        overlay["crop_pct"] = cfg["crop_pct"]  # the run's --image-size / --crop-pct, as it trained
-    model = timm.create_model(
-        cfg["model"],
-        num_classes=6,
-        vote_head=bool(cfg.get("joint")),
-        pretrained_cfg_overlay=overlay,
-        **kwargs,
-    )
+    train_cfg = TrainConfig.from_mapping(cfg)
+    model = create_model(train_cfg, train_cfg.dataset, num_classes=6)
     model.load_state_dict(safetensors.torch.load_file(str(best)))
     with safetensors.safe_open(str(best), "pt") as f:
         epoch = int(f.metadata()["epoch"])
@@ -67,15 +63,16 @@ def joint_model(run: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     facts["epochs_done"] = history["epoch"]
     facts["val_macro_f1_by_epoch"] = [round(h["val_macro_f1"], 4) for h in history["history"]]
     facts["wall_time_s"] = history.get("wall_time_s")
-    return model.eval(), facts
+    return model.eval(), facts, resolve_data_config(train_cfg.dataset, train_cfg)
 
 
 @torch.no_grad()
-def split_logits(model: torch.nn.Module, split: str, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """Logits and labels of a gz1_sdss split at the model's own data config."""
+def split_logits(
+    model: torch.nn.Module, split: str, data_config: dict[str, Any], batch_size: int = 256
+) -> tuple[np.ndarray, np.ndarray]:
+    """Logits and labels of a gz1_sdss split at ``data_config``."""
     from timm_galaxy_attn.data import load_galaxy_dataset, normalize_batch, prepare_tensors
 
-    data_config = timm.data.resolve_model_data_config(model)
     images = load_galaxy_dataset("gz1_sdss", seed=0, val_fraction=0.1, test_fraction=0.1)[split]
     x, y = prepare_tensors(images, data_config)
     logits = [
@@ -145,9 +142,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     torch.manual_seed(0)
     names = list(GZ1_SDSS_CLASSES)
-    new_model, facts = joint_model(args.run)
-    new_logits, labels = split_logits(new_model, args.split)
-    old_logits, old_labels = split_logits(timm.create_model(args.shipped, pretrained=True).eval(), args.split)
+    new_model, facts, data_config = joint_model(args.run)
+    new_logits, labels = split_logits(new_model, args.split, data_config)
+    shipped = timm.create_model(args.shipped, pretrained=True).eval()
+    old_logits, old_labels = split_logits(shipped, args.split, timm.data.resolve_model_data_config(shipped))
     if not np.array_equal(labels, old_labels):
         raise SystemExit(f"The two models saw different {args.split} labels; check the data configs.")
     diff = paired_bootstrap_difference(
