@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from train_script import run_train
 from timm_galaxy_attn.data.gz2_kaggle import build_gz2_kaggle
 from timm_galaxy_attn.training import TrainConfig, TrainingError, validate_config
 from timm_galaxy_attn.training.joint import joint_epoch_order
+from timm_galaxy_attn.training.models import create_model, load_initial_checkpoint
 from timm_galaxy_attn.vote_head import VOTE_HEAD_FILE
 
 SLICE = REPO_ROOT / "tests" / "data" / "gz2_kaggle_slice"
@@ -101,3 +103,43 @@ def test_joint_resume_equals_uninterrupted(sources: dict[str, Path], tmp_path: P
     ha = json.loads((full / "metrics.json").read_text())["history"]
     hb = json.loads((cut / "metrics.json").read_text())["history"]
     assert [h["train_loss"] for h in ha] == [h["train_loss"] for h in hb]
+
+
+@pytest.mark.slow
+def test_initial_checkpoint_continues_both_heads(sources: dict[str, Path], tmp_path: Path, capsys) -> None:
+    first, again = tmp_path / "first", tmp_path / "again"
+    assert run_train(joint_args(sources, first, "--epochs", "1")) == 0
+    best = safetensors.torch.load_file(str(first / "checkpoints" / "best.safetensors"))
+    cfg = TrainConfig(dataset="gz1_sdss", output_dir="x", model="galaxy_attn_vgg_small", joint=["gz2_kaggle"])
+    model = create_model(cfg, "gz1_sdss", 6)
+    assert load_initial_checkpoint(model, str(first / "model")) == []  # classifier and vote head continued
+    assert all(torch.equal(v, best[k]) for k, v in model.state_dict().items())
+    # without a vote head beside the weights the head starts fresh, the rest still continues
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    shutil.copy(first / "model" / "model.safetensors", bare)
+    fresh = load_initial_checkpoint(create_model(cfg, "gz1_sdss", 6), str(bare))
+    assert fresh and all(k.startswith("vote_head.") for k in fresh)
+    assert (
+        run_train(joint_args(sources, again, "--epochs", "1", "--initial-checkpoint", str(first / "model")))
+        == 0
+    )
+    assert f"Continuing the weights of {first / 'model'}" in capsys.readouterr().out
+    saved = json.loads((again / "train_config.json").read_text())
+    assert saved["initial_checkpoint"] == str(first / "model") and (again / "metrics.json").is_file()
+
+
+def test_bad_initial_checkpoints_are_named(tmp_path: Path) -> None:
+    base = dict(dataset="gz1_sdss", output_dir="x", model="galaxy_attn_vgg_small")
+    with pytest.raises(TrainingError, match="no safetensors weights there"):
+        validate_config(TrainConfig(**base, initial_checkpoint=str(tmp_path)))
+    with pytest.raises(TrainingError, match="Use one of them"):
+        validate_config(TrainConfig(**{**base, "model": "galaxy_attn_vgg_tiny_s4.gz_sdss"}, pretrained=True,
+                                    initial_checkpoint=str(tmp_path)))  # fmt: skip
+    other = timm.create_model("galaxy_attn_vgg_tiny_s4", num_classes=6)
+    safetensors.torch.save_file(other.state_dict(), str(tmp_path / "model.safetensors"))
+    model = create_model(TrainConfig(**base), "gz1_sdss", 6)
+    with pytest.raises(
+        TrainingError, match="another network than --model galaxy_attn_vgg_small .*other shape: "
+    ):
+        load_initial_checkpoint(model, str(tmp_path))

@@ -39,6 +39,11 @@ classifier and the attention estimators (their vectors u choose where the networ
 parameters), with every BatchNorm of the frozen backbone kept in eval mode; ``--backbone-lr-scale F`` gives
 the pretrained non-head parameters the learning rate ``lr * F`` (their own optimizer parameter groups).
 
+Continuing (``--initial-checkpoint FOLDER``): the run builds ``--model`` with its options and starts from
+these weights, classifier and vote head included, on a schedule of its own: how training goes on in a later
+session from weights that outlive the run's checkpoints (a shipped tag's folder). ``--resume`` continues a run
+exactly; this does not (optimizer moments, schedule and data order start anew).
+
 Determinism: the data order of epoch ``e`` is a permutation drawn from ``(seed, e)`` and the torch RNG is
 re-seeded from ``(seed, epoch, step, process)`` before each step, so a resumed run replays exactly what an
 uninterrupted run does.
@@ -87,7 +92,7 @@ from timm_galaxy_attn.training.checkpoints import BEST_NAME, resume_state
 from timm_galaxy_attn.training.data import make_eval_loader
 from timm_galaxy_attn.training.heatmaps import heatmap_indices, save_heatmaps
 from timm_galaxy_attn.training.loop import Trainer, predict, score, train_epoch
-from timm_galaxy_attn.training.models import has_attention
+from timm_galaxy_attn.training.models import has_attention, load_initial_checkpoint
 from timm_galaxy_attn.training.report import epoch_line, epoch_record, final_metrics, summary
 from timm_galaxy_attn.training.run_folder import (
     CONFIG_NAME,
@@ -142,6 +147,12 @@ def build_model(
     set_seed(cfg.seed)
     if base is None:
         model, finetune = create_model(cfg, data.tag, data.num_classes), None
+        if cfg.initial_checkpoint and not cfg.resume:  # resumed: the checkpoint replaces these weights
+            fresh = load_initial_checkpoint(model, cfg.initial_checkpoint)
+            accelerator.print(
+                f"Continuing the weights of {cfg.initial_checkpoint}"
+                + (f" ({len(fresh)} vote-head tensors start fresh: none beside them)" if fresh else "")
+            )
     else:
         model, finetune = finetune_model(base, data.num_classes, cfg)
     attention = has_attention(model)

@@ -16,7 +16,7 @@ from timm_galaxy_attn.pretrained import SHIPPED_TAGS
 
 from .config import KNOWN_SOURCES, TrainConfig
 from .errors import TrainingError
-from .models import GALAXY_MODEL_OPTIONS, WEIGHT_PREFIXES, is_galaxy_model
+from .models import GALAXY_MODEL_OPTIONS, WEIGHT_PREFIXES, initial_files, is_galaxy_model
 
 __all__ = ["check_model_name", "check_weights_source", "validate_config"]
 
@@ -126,6 +126,8 @@ def _check_scratch(cfg: TrainConfig) -> None:
     flags = _typed_model_options(cfg)
     if flags and not is_galaxy_model(cfg.model):
         raise TrainingError(f"{flags} only apply to galaxy_attn_vgg models, not {cfg.model!r}; drop them.")
+    if cfg.initial_checkpoint and not cfg.resume:  # resumed: the run's checkpoint replaces these weights
+        initial_files(cfg.initial_checkpoint)
 
 
 def _check_finetune(cfg: TrainConfig) -> None:
@@ -140,6 +142,11 @@ def _check_finetune(cfg: TrainConfig) -> None:
     flags = _typed_model_options(cfg)
     if flags:
         raise TrainingError(f"{flags}: with --pretrained the architecture comes with the weights; drop them.")
+    if cfg.initial_checkpoint:
+        raise TrainingError(
+            "--initial-checkpoint continues weights with their own classifier; --pretrained starts a fresh "
+            "one on --model's weights. Use one of them."
+        )
     check_weights_source(cfg.model)
 
 

@@ -147,6 +147,13 @@ class TrainConfig:
     backbone_lr_scale: float = _option(
         1.0, "with --pretrained: learning rate of the pretrained non-head parameters = lr * this", "model"
     )
+    initial_checkpoint: str | None = _option(
+        None,
+        "continue training these weights, classifier included (timm's option of the name): a model folder "
+        "(model.safetensors, with --joint also vote_head.safetensors) or a .safetensors file of the same "
+        "network as --model and its options build, e.g. a shipped tag's folder (docs/pretraining.md)",
+        "model",
+    )
     drop_rate: float | None = _option(None, "dropout before the classifier", "model")
     stem_stride: int | None = _option(None, "galaxy_attn_vgg only", "model", choices=STEM_STRIDES)
     compatibility: str | None = _option(None, "galaxy_attn_vgg only", "model", choices=COMPATIBILITIES)
