@@ -236,11 +236,32 @@ def _training_data(ctx: dict[str, Any], metrics: dict[str, Any]) -> str:
     )
 
 
+def _sessions(metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    """The trainings behind the weights, oldest first: those a continued run started from, then the run."""
+    chain, m = [], metrics
+    while m:
+        chain.append(m)
+        m = m.get("continued_from")
+    return chain[::-1]
+
+
+def _session_time(m: dict[str, Any]) -> str:
+    """One session's minutes, throughput and (where recorded) machine."""
+    machine = f", {m['machine']}" if m.get("machine") else ""
+    minutes = _f(m.get("train_time_s", float("nan")) / 60, 1)
+    return f"{minutes} min ({_f(m.get('images_per_s'), 1)} images/s{machine})"
+
+
 def _training(metrics: dict[str, Any], config: dict[str, Any], info: DatasetInfo, tag: str) -> dict[str, Any]:
-    """The training command and the table of model, data, split, recipe, selection and time."""
+    """The training command(s) and the table of model, data, split, recipe, selection and time."""
     n, split, args = metrics.get("n", {}), metrics.get("split", {}), config.get("model_args", {})
-    procs = int(metrics.get("num_processes") or 1)
-    command = card_command(metrics["command"], tag, procs) if metrics.get("command") else ""
+    sessions = _sessions(metrics)
+    commands = [
+        card_command(m["command"], tag, int(m.get("num_processes") or 1))
+        for m in sessions
+        if m.get("command")
+    ]
+    command = "\n# then continued from the weights above (--initial-checkpoint):\n".join(commands)
     model = f"`{config['architecture']}` ({_fmt_int(metrics.get('num_params'))} parameters), " + ", ".join(
         f"{k}={v}" for k, v in args.items()
     )
@@ -255,15 +276,12 @@ def _training(metrics: dict[str, Any], config: dict[str, Any], info: DatasetInfo
         ),
         (
             "recipe",
-            f"{metrics.get('recipe', 'n/a')}, {metrics.get('epochs', 'n/a')} epochs, mixed precision "
+            f"{metrics.get('recipe', 'n/a')}, {' + '.join(str(m.get('epochs', 'n/a')) for m in sessions)} "
+            f"epochs, mixed precision "
             f"{metrics.get('mixed_precision', 'n/a')}, {metrics.get('num_processes', 1)} process(es)",
         ),
         ("selection", metrics.get("selection", "best epoch on validation")),
-        (
-            "training time",
-            f"{_f(metrics.get('train_time_s', float('nan')) / 60, 1)} min "
-            f"({_f(metrics.get('images_per_s'), 1)} images/s)",
-        ),
+        ("training time", " + ".join(_session_time(m) for m in sessions)),
     ]
     return {"command": command, "training": rows}
 

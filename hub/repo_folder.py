@@ -10,13 +10,47 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from hub_common import CAPTIONS, CARD_NAME, FIGURES, RESULTS_TABLE, PublishError, check_repo_id, read_metrics
+from hub_common import (
+    CAPTIONS,
+    CARD_NAME,
+    FIGURES,
+    RESULTS_TABLE,
+    PublishError,
+    check_repo_id,
+    read_json,
+    read_metrics,
+)
 from model_card import render_model_card
 
 from timm_galaxy_attn._io import replace_dir
 from timm_galaxy_attn.vote_head import VOTE_HEAD_FILE
 
 FigureArg = str | os.PathLike | tuple[str | os.PathLike, str]
+# What a continued run's metrics.json keeps of the training before it (its --initial-checkpoint's metrics)
+LINEAGE_KEYS = (
+    "command", "epochs", "train_time_s", "images_per_s", "mixed_precision", "num_processes", "machine",
+    "continued_from",
+)  # fmt: skip
+
+
+def continued_from(metrics: dict[str, Any]) -> dict[str, Any] | None:
+    """How the weights a run continued (``--initial-checkpoint``) were trained; None for a run that did not.
+
+    Read from that folder's metrics.json (a path relative to where publish.py runs), so publish a continued
+    run before the folder it started from is replaced.
+    """
+    start = (metrics.get("config") or {}).get("initial_checkpoint")
+    if not start:
+        return None
+    folder = Path(start) if Path(start).is_dir() else Path(start).parent
+    if not (folder / "metrics.json").is_file():
+        raise PublishError(
+            f"The run continued the weights of {start}, but {folder} has no metrics.json to say how they "
+            "were trained. Publish from the folder the run started from, with its metrics.json (a shipped "
+            "tag's folder, a published folder), or run publish.py where that relative path resolves."
+        )
+    earlier = read_json(folder / "metrics.json", "metrics.json")
+    return {k: earlier[k] for k in LINEAGE_KEYS if k in earlier}
 
 
 def _attention_figures(run_dir: Path, best_epoch: int | None) -> list[Path]:
@@ -103,6 +137,7 @@ def build_repo_folder(
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise PublishError(f"{out} already holds files; pass --force to replace it or choose another --out.")
     model, label_names = _load_run_model(run_dir, metrics)
+    lineage = continued_from(metrics)  # read before ``out`` (maybe the folder it names) is replaced
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
@@ -117,6 +152,8 @@ def build_repo_folder(
                 raise PublishError(f"--results-table {results_table}: file not found.")
             shutil.copy2(results_table, repo / RESULTS_TABLE)
         kept = {k: v for k, v in metrics.items() if k != "config"}  # the resolved run config is in "command"
+        if lineage is not None:
+            kept["continued_from"] = lineage
         (repo / "metrics.json").write_text(json.dumps(kept, indent=2) + "\n")
         (repo / CARD_NAME).write_text(render_model_card(repo))
         replace_dir(repo, out)

@@ -17,7 +17,7 @@ import timm
 import yaml
 from conftest import load_script, tiny_args
 
-from timm_galaxy_attn.device import native_bf16
+from timm_galaxy_attn.device import machine_description, native_bf16
 from timm_galaxy_attn.pretrained import SHIPPED_TAGS, pretrained_path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -161,6 +161,32 @@ def test_figure_caption_from_the_command_line(run_dir: Path, tmp_path: Path) -> 
     bad = [str(run_dir), "--repo-id", REPO_ID, "--dry-run", "--out", str(tmp_path / "r2")]
     assert publish.main([*bad, "--figure", str(figure), "a", "b"]) == 2
     assert not (tmp_path / "r2").exists()
+
+
+@pytest.mark.slow
+def test_a_continued_run_keeps_how_its_start_was_trained(repo: Path, run_dir: Path, tmp_path: Path) -> None:
+    start = tmp_path / "start"
+    shutil.copytree(repo, start)  # a published folder: the weights a later run continued
+    later = tmp_path / "later"
+    shutil.copytree(run_dir, later, ignore=shutil.ignore_patterns("checkpoints", "tensorboard"))
+    metrics = json.loads((later / "metrics.json").read_text())
+    metrics["config"]["initial_checkpoint"] = str(start)
+    metrics["command"] += f" --initial-checkpoint {start}"
+    (later / "metrics.json").write_text(json.dumps(metrics))
+    first = json.loads((start / "metrics.json").read_text())
+    out = publish.build_repo_folder(later, REPO_ID, start, overwrite=True)  # replaces the folder it read
+    lineage = json.loads((out / "metrics.json").read_text())["continued_from"]
+    assert lineage["command"] == first["command"] and lineage["epochs"] == first["epochs"]
+    card = (out / "README.md").read_text()
+    assert "# then continued from the weights above (--initial-checkpoint):" in card
+    assert card.count("accelerate launch training/train.py") == 2
+    row = next(line for line in card.splitlines() if line.startswith("| training time |"))
+    assert row.count(" min (") == 2 and row.count(machine_description()) == 2, row
+    assert "| recipe | default, 1 + 1 epochs" in card and publish.render_model_card(out) == card
+    shutil.rmtree(start)  # the folder it continued is gone: no card can say how the weights began
+    with pytest.raises(publish.PublishError, match="has no metrics.json"):
+        publish.build_repo_folder(later, REPO_ID, tmp_path / "o")
+    assert not (tmp_path / "o").exists()
 
 
 @pytest.mark.parametrize("tag", SHIPPED_TAGS)

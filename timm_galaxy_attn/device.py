@@ -37,6 +37,7 @@ __all__ = [
     "announce",
     "choose_precision",
     "has_accelerator",
+    "machine_description",
     "native_bf16",
 ]
 
@@ -214,6 +215,22 @@ def choose_precision(
         channels_last, layout = _auto_channels_last(device, precision)
         why = f"{why}; channels_last {'on' if channels_last else 'off'} ({layout})"
     return PrecisionChoice(precision, bool(channels_last), why)
+
+
+def machine_description(device: torch.device | str | None = None) -> str:
+    """The machine a run ran on, in words: the GPU's name, or the CPU's with its cores and bf16 instructions.
+
+    Args:
+        device: The device of the run (default: CUDA where present, else the CPU).
+    """
+    device = torch.device(device) if device is not None else _default_device()
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} (CUDA)"
+    info = _cpu_info()
+    name = info.get("cpu_name") or platform.processor() or platform.machine() or "unknown CPU"
+    cores = info.get("num_physical_cores") or os.cpu_count()
+    best = next((f for f in ("amx_bf16", "avx512_bf16", "avx512_f", "avx2") if info.get(f)), None)
+    return f"{name}, {cores} cores" + (f", {best.upper()}" if best else "")
 
 
 def has_accelerator() -> bool:

@@ -67,7 +67,7 @@ from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 
 import timm_galaxy_attn
-from timm_galaxy_attn.device import accelerate_mixed_precision, has_accelerator
+from timm_galaxy_attn.device import accelerate_mixed_precision, has_accelerator, machine_description
 from timm_galaxy_attn.training import (
     Splits,
     TrainConfig,
@@ -284,7 +284,11 @@ def finish(run: Run, finetune: dict[str, Any] | None, n_params: int) -> None:
             "data_config": data.data_config,
         }
         about = {"best_epoch": best_epoch, "finetune": finetune, "num_params": n_params}
-        facts_run = {"num_processes": acc.num_processes, "wall_time_s": run.wall_time()}
+        facts_run = {
+            "num_processes": acc.num_processes,
+            "wall_time_s": run.wall_time(),
+            "machine": machine_description(acc.device),
+        }
         metrics = final_metrics(run.cfg, state, scores, facts, about, facts_run)
         logits = (val_logits, val_labels, test_logits, test_labels)
         with joint.detached_vote_head(unwrapped, run.out / "model"):  # model/: the GZ1 classifier only

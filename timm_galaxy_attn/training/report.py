@@ -60,7 +60,7 @@ def final_metrics(
         scores: ``test`` and ``validation`` scores of the best epoch.
         data: ``dataset_tag``, ``label_names``, ``split``, ``n`` and ``data_config``.
         model: ``best_epoch``, ``finetune`` and ``num_params``.
-        run: ``num_processes`` and ``wall_time_s``.
+        run: ``num_processes``, ``wall_time_s`` and ``machine`` (what it ran on, in words).
     """
     return {
         "test": scores["test"],
@@ -82,6 +82,7 @@ def final_metrics(
         "recipe": cfg.recipe,
         "epochs": cfg.epochs,
         "num_processes": run["num_processes"],
+        "machine": run["machine"],
         "mixed_precision": cfg.mixed_precision,
         "train_time_s": state["train_time_s"],
         "wall_time_s": run["wall_time_s"],
