@@ -127,3 +127,11 @@ def test_onednn_held_below_bf16_gives_fp32(monkeypatch, variable):
     assert "ONEDNN_MAX_CPU_ISA=AVX2 holds oneDNN on New CPU below AVX512_CORE_BF16" in choice.reason
     monkeypatch.setenv(variable, "AVX512_CORE_BF16")  # not below: the instruction sets decide again
     assert choose_precision("cpu").precision == "bf16"
+
+
+def test_machine_description_names_the_cpu_its_cores_and_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
+    facts = {"cpu_name": "AMD EPYC", "num_physical_cores": 2, "avx2": True, "avx512_bf16": True}
+    monkeypatch.setattr(device, "_cpu_info", lambda: facts)
+    assert device.machine_description("cpu") == "AMD EPYC, 2 cores, AVX512_BF16"
+    monkeypatch.setattr(device, "_cpu_info", lambda: {**facts, "avx512_bf16": False})
+    assert device.machine_description("cpu") == "AMD EPYC, 2 cores, AVX2"
