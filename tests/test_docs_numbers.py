@@ -42,6 +42,8 @@ SHIPPED_TINY = "galaxy_attn_vgg_tiny_s4.gz1_sdss"
 RETIRED_VGG = "galaxy_attn_vgg.gz1_sdss"  # withdrawn; its scores stay in rescore.json
 PAPER = f"{RESULTS}/pretrain_gz/paper_s4"
 PAPER_TEST = f"{PAPER}/vs_tiny_gz_sdss/test.json"
+PAPER2 = f"{RESULTS}/pretrain_gz/paper_s4_continued"  # the shipped galaxy_attn_vgg.gz_sdss: 14 + 8 epochs
+PAPER2_TEST = f"{PAPER2}/vs_tiny_gz_sdss/test.json"
 PAPER_RUN = f"{RESULTS}/pretrain_gz/paper_s4_joint/seed0/metrics.json"
 SPIRALS = ("clockwise", "anticlockwise")
 SHIPPED_VGG = "galaxy_attn_vgg.gz_sdss"
@@ -141,6 +143,7 @@ def ft_gz_seeds(d: Any) -> int:
 
 
 TEST_ORDER = ("accuracy", "macro_f1", "balanced_accuracy")
+DIFF_F1_BAL = tuple(f"difference_new_minus_shipped/{m}" for m in ("macro_f1", "balanced_accuracy"))
 
 
 def new_and_ci(*metrics: str) -> tuple[str, ...]:
@@ -193,7 +196,7 @@ CLAIMS: tuple[Claim, ...] = (
     Claim(README, "fp32 on AVX2 trains at #x the bf16 speed", SPEED_AMD, (avx2_fp32_vs_bf16,), F(".2f")),
     # README: "Which model for what": the shipped weights as loaded (normalization_rescore.py), test, 95% CI
     Claim(README, f"| `{SHIPPED_TINY}` | ...{ROW_CELLS}", RESCORE, shipped(SHIPPED_TINY, *TABLE_METRICS)),
-    Claim(README, f"| `{SHIPPED_VGG}` | ...{ROW_CELLS}", PAPER_TEST, new_and_ci(*TABLE_METRICS)),
+    Claim(README, f"| `{SHIPPED_VGG}` | ...{ROW_CELLS}", PAPER2_TEST, new_and_ci(*TABLE_METRICS)),
     Claim(README, f"| `{SHIPPED_JOINT}` | ...{ROW_CELLS}", PRETRAIN_TEST, new_and_ci(*TABLE_METRICS)),
     # docs/results.md: the shipped row, the paper's network, paired differences, three-seed means
     Claim(RESULTS_MD, "on test: accuracy # [#, #], balanced accuracy # [#, #], macro-F1 # [#, #]", ACCURACY,
@@ -335,6 +338,30 @@ CLAIMS: tuple[Claim, ...] = (
           f"{PAPER}/vs_tiny_gz_sdss/validation.json",
           tuple(f"{w}/per_class/Spiral {c}/f1" for w in ("new", "shipped") for c in SPIRALS),
           F(".2f")),
+    # docs/pretraining.md: the paper's network continued in a second session (pretrain_gz/paper_s4_continued)
+    Claim(PRETRAIN_MD, "bf16 autocast; # training images/s at 128 px against # on the AMX Xeon)",
+          f"{PAPER2}/seed0/metrics.json", ("images_per_s", lambda d: json.loads(
+              (REPO_ROOT / PAPER_RUN).read_text())["images_per_s"]), F(".0f")),
+    Claim(PRETRAIN_MD, "macro-F1 fell to # after the warm-up's first epoch (# h), then rose to # at epoch 5 "
+          "(# h, the best) and ended at # after 8 epochs (# h)", f"{PAPER2}/progress.json",
+          ("epochs/0/macro_f1", "epochs/0/hours", "epochs/4/macro_f1", "epochs/4/hours", "epochs/7/macro_f1",
+           "epochs/7/hours"), (F3, F(".2f")) * 3),
+    Claim(PRETRAIN_MD, "macro-F1 # and balanced accuracy #, paired against the weights it started from "
+          "# [#, #] and # [#, #] (rule 1", f"{PAPER2}/vs_shipped_gz_sdss/validation.json",
+          ("new/macro_f1", "new/balanced_accuracy", "difference_new_minus_shipped/macro_f1",
+           "difference_new_minus_shipped/balanced_accuracy"), (F3, F3) + (S3,) * 6),
+    Claim(PRETRAIN_MD, "tiny default # [#, #] and # [#, #]: level",
+          f"{PAPER2}/vs_tiny_gz_sdss/validation.json", DIFF_F1_BAL, S3),
+    Claim(PRETRAIN_MD, "accuracy # [#, #], macro-F1 # [#, #], balanced accuracy # [#, #]; paired",
+          PAPER2_TEST, new_and_ci(*TEST_ORDER), F3),
+    Claim(PRETRAIN_MD, "14-epoch weights: # [#, #] macro-F1 and # [#, #] balanced accuracy",
+          f"{PAPER2}/vs_shipped_gz_sdss/test.json", DIFF_F1_BAL, S3),
+    Claim(PRETRAIN_MD, "Against the tiny default: # [#, #] and # [#, #].", PAPER2_TEST, DIFF_F1_BAL, S3),
+    Claim(PRETRAIN_MD, "(test F1 # and # against the tiny default's # and #)", PAPER2_TEST,
+          tuple(f"{w}/per_class/Spiral {c}/f1" for w in ("new", "shipped") for c in SPIRALS), F(".2f")),
+    Claim(PRETRAIN_MD, "`Merger` (F1 # against #, # galaxies) and `Don't know` (# against #, # galaxies)",
+          PAPER2_TEST, tuple(f"{w}/per_class/{c}/{k}" for c in ("Merger", "Don't know") for w, k in
+          (("new", "f1"), ("shipped", "f1"), ("new", "support"))), (F(".2f"), F(".2f"), F(".0f")) * 2),
     Claim(README, "without them score test macro-F1 #, # below with the votes", f"{CONTROL}/test.json",
           ("new/macro_f1", lambda d: -d["difference_new_minus_shipped"]["macro_f1"][0]), PCT),
     # docs/training.md: fine-tuning from the new default weights on the rings
