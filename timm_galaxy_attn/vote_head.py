@@ -40,7 +40,9 @@ __all__ = [
     "VOTE_QUESTIONS",
     "VoteHead",
     "add_vote_head_weights",
+    "has_vote_head_weights",
     "question_slices",
+    "read_vote_head",
     "vote_loss",
     "vote_target_columns",
 ]
@@ -153,6 +155,18 @@ def _vote_head_file(pretrained_cfg: Mapping[str, Any]) -> Path:
     raise RuntimeError("These pretrained weights name no file or Hub repository to read a vote head from.")
 
 
+def has_vote_head_weights(state_dict: Mapping[str, torch.Tensor]) -> bool:
+    """True when ``state_dict`` already holds a vote head (``vote_head.*``)."""
+    return any(k.startswith("vote_head.") for k in state_dict)
+
+
+def read_vote_head(path: Path) -> dict[str, torch.Tensor]:
+    """The weights of a ``VOTE_HEAD_FILE``, named as in the model (``vote_head.*``); safetensors only."""
+    import safetensors.torch
+
+    return {f"vote_head.{k}": v for k, v in safetensors.torch.load_file(str(path)).items()}
+
+
 def add_vote_head_weights(state_dict: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
     """timm's pretrained filter: with a vote head on ``model``, its weights from ``VOTE_HEAD_FILE``.
 
@@ -163,15 +177,12 @@ def add_vote_head_weights(state_dict: dict[str, torch.Tensor], model: nn.Module)
     Returns:
         ``state_dict`` with ``vote_head.*`` added when the model has a head and the weights lack one.
     """
-    if getattr(model, "vote_head", None) is None or any(k.startswith("vote_head.") for k in state_dict):
+    if getattr(model, "vote_head", None) is None or has_vote_head_weights(state_dict):
         return state_dict
-    import safetensors.torch
-
     path = _vote_head_file(model.pretrained_cfg)
     if not path.is_file():
         raise RuntimeError(
             f"These weights have no vote head ({path} does not exist): create the model without "
             "vote_head=True, or use weights trained with --joint (docs/pretraining.md)."
         )
-    head = safetensors.torch.load_file(str(path))
-    return {**state_dict, **{f"vote_head.{k}": v for k, v in head.items()}}
+    return {**state_dict, **read_vote_head(path)}

@@ -11,7 +11,7 @@ import timm
 import torch.nn as nn
 
 import timm_galaxy_attn
-from timm_galaxy_attn.vote_head import VOTE_HEAD_FILE
+from timm_galaxy_attn.vote_head import VOTE_HEAD_FILE, has_vote_head_weights, read_vote_head
 
 from .config import TrainConfig
 from .errors import TrainingError
@@ -94,8 +94,8 @@ def load_initial_checkpoint(model: nn.Module, location: str) -> list[str]:
     weights, vote_file = initial_files(location)
     state = safetensors.torch.load_file(str(weights))
     has_votes = getattr(model, "vote_head", None) is not None
-    if has_votes and vote_file.is_file() and not any(k.startswith("vote_head.") for k in state):
-        state.update({f"vote_head.{k}": v for k, v in safetensors.torch.load_file(str(vote_file)).items()})
+    if has_votes and vote_file.is_file() and not has_vote_head_weights(state):
+        state.update(read_vote_head(vote_file))
     own = model.state_dict()
     fresh = sorted(k for k in own if k not in state and k.startswith("vote_head."))
     missing = sorted(k for k in own if k not in state and k not in fresh)
